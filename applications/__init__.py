@@ -1,0 +1,35 @@
+"""ConvNeXt builders: the generic ``ConvNeXt``, one function per variant, ``create_model`` and features."""
+
+from keras_convnext.applications.convnext import ConvNeXt
+from keras_convnext.applications.features import feature_extractor
+from keras_convnext.applications.variants import (
+    BUILDERS,
+    VARIANTS,
+    ConvNeXtAtto,
+    ConvNeXtBase,
+    ConvNeXtFemto,
+    ConvNeXtIsotropicBase,
+    ConvNeXtIsotropicLarge,
+    ConvNeXtIsotropicSmall,
+    ConvNeXtLarge,
+    ConvNeXtNano,
+    ConvNeXtPico,
+    ConvNeXtSmall,
+    ConvNeXtTiny,
+    ConvNeXtV2Atto,
+    ConvNeXtV2Base,
+    ConvNeXtV2Femto,
+    ConvNeXtV2Huge,
+    ConvNeXtV2Large,
+    ConvNeXtV2Nano,
+    ConvNeXtV2Pico,
+    ConvNeXtV2Small,
+    ConvNeXtV2Tiny,
+    ConvNeXtXLarge,
+    ConvNeXtXXLarge,
+    Variant,
+    count_parameters,
+    create_model,
+    get_variant,
+    list_models,
+)

@@ -1,0 +1,43 @@
+"""Multi-scale features for detection and segmentation heads."""
+
+import re
+
+import keras
+
+_BLOCK_NAME = re.compile(r"^stage_(\d+)_block_(\d+)$")
+
+
+def feature_extractor(model, name=None):
+    """A model with ``model``'s input whose output is a dict of the feature map after each stage.
+
+    Keys name the stride relative to the input: ``stride_4``, ``stride_8``, ``stride_16`` and ``stride_32``
+    for the hierarchical ConvNeXts; ``stride_16`` alone for the isotropic ones. The maps are the raw stage
+    outputs (no extra norm). Build the backbone with ``include_top=False`` and an open input shape such
+    as ``(None, None, 3)`` to accept any image size divisible by 32.
+
+    Example:
+        >>> backbone = create_model("convnext_tiny", include_top=False, input_shape=(None, None, 3))
+        >>> features = feature_extractor(backbone)
+        >>> sorted(features(np.zeros((1, 64, 96, 3))).keys())
+        ['stride_16', 'stride_32', 'stride_4', 'stride_8']
+    """
+    last_block = {}
+    for layer in model.layers:
+        match = _BLOCK_NAME.match(layer.name)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            if block >= last_block.get(stage, (-1, None))[0]:
+                last_block[stage] = (block, layer)
+    try:
+        stem = model.get_layer("stem")
+    except ValueError:
+        stem = None
+    if not last_block or stem is None:
+        raise ValueError(
+            f"feature_extractor needs a keras_convnext model (layers named 'stem' and 'stage_<s>_block_<b>'); "
+            f"model {model.name!r} has none."
+        )
+    outputs = {
+        f"stride_{stem.patch_size * 2 ** stage}": layer.output for stage, (_, layer) in sorted(last_block.items())
+    }
+    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")

@@ -1,0 +1,70 @@
+"""The output side of every ConvNeXt builder: the classifier head or the pooled features."""
+
+import keras
+
+from keras_convnext.layers.initializers import kernel_initializer
+from keras_convnext.layers.layer_norm import LayerNorm
+
+POOLINGS = (None, "avg", "max")
+
+
+def check_head_arguments(*, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale):
+    """Raises ``ValueError`` naming the first bad head argument.
+
+    Example:
+        >>> check_head_arguments(include_top=True, pooling=None, classes=10,
+        ...                      classifier_activation="softmax", dropout_rate=0.0, head_init_scale=1.0)
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1); got {dropout_rate!r}.")
+    if not include_top:
+        return
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"classes must be a positive integer when include_top=True; got {classes!r}.")
+    if not head_init_scale > 0:
+        raise ValueError(f"head_init_scale must be > 0; got {head_init_scale!r}.")
+    try:
+        keras.activations.get(classifier_activation)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"classifier_activation must be None, a Keras activation name such as 'softmax', or a callable; "
+            f"got {classifier_activation!r}."
+        ) from error
+
+
+def pool(x, pooling, data_format):
+    """Global average or max pooling of a feature map, named ``avg_pool`` / ``max_pool``.
+
+    Example:
+        >>> pooled = pool(features, "avg", "channels_last")
+    """
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
+    return keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
+
+
+def head(x, *, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale, norm_epsilon, data_format):
+    """Adds ConvNeXt's head on the last feature map.
+
+    ``include_top``: average pool → ``head_layernorm`` → dropout → ``head_dense`` → ``predictions``
+    (the activation, computed in float32). Without the top, ``pooling="avg"`` or ``"max"`` pools and applies
+    ``head_layernorm`` (as timm's pre-logits and keras.applications do); ``pooling=None`` returns the last
+    feature map itself, with no extra LayerNorm.
+
+    Example:
+        >>> outputs = head(features, include_top=True, pooling=None, classes=1000,
+        ...                classifier_activation="softmax", dropout_rate=0.0, head_init_scale=1.0,
+        ...                norm_epsilon=1e-6, data_format="channels_last")
+    """
+    if not include_top and pooling is None:
+        return x
+    x = pool(x, "avg" if include_top else pooling, data_format)
+    x = LayerNorm(norm_epsilon, name="head_layernorm")(x)
+    if not include_top:
+        return x
+    if dropout_rate > 0:
+        x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
+    x = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name="head_dense")(x)
+    return keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)

@@ -1,0 +1,250 @@
+"""Every ConvNeXt variant as a row of data, the per-variant builders, ``create_model`` and ``list_models``.
+
+The names are timm's (``convnext_tiny``, ``convnextv2_nano``); the isotropic models, which timm lacks,
+follow the same pattern (``convnext_isotropic_small``).
+"""
+
+import dataclasses
+import difflib
+
+from keras_convnext.applications.convnext import ConvNeXt
+
+# Every published variant uses these; count_parameters relies on them.
+KERNEL_SIZE = 7
+MLP_RATIO = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One ConvNeXt variant: its architecture and the defaults of its official recipe.
+
+    Example:
+        >>> VARIANTS["convnext_tiny"].dims
+        (96, 192, 384, 768)
+    """
+
+    name: str
+    builder_name: str
+    family: str  # "V1", "V2" or "isotropic"
+    depths: tuple
+    dims: tuple
+    use_grn: bool = False
+    layer_scale_init_value: float | None = 1e-6
+    norm_epsilon: float = 1e-6
+    stem_patch_size: int = 4
+    stem_norm: bool = True
+    # Stochastic depth of the official ImageNet-1k recipe (V1 and isotropic from scratch, V2 fine-tuning);
+    # None where the official repositories publish none.
+    recipe_drop_path_rate: float | None = None
+
+    def architecture(self):
+        """The arguments this variant passes to ``ConvNeXt``.
+
+        Example:
+            >>> VARIANTS["convnextv2_atto"].architecture()["use_grn"]
+            True
+        """
+        return {
+            "depths": self.depths,
+            "dims": self.dims,
+            "use_grn": self.use_grn,
+            "layer_scale_init_value": self.layer_scale_init_value,
+            "norm_epsilon": self.norm_epsilon,
+            "stem_patch_size": self.stem_patch_size,
+            "stem_norm": self.stem_norm,
+        }
+
+
+def _v1(name, builder_name, depths, dims, drop_path=None, norm_epsilon=1e-6):
+    return Variant(name, builder_name, "V1", depths, dims, norm_epsilon=norm_epsilon, recipe_drop_path_rate=drop_path)
+
+
+def _v2(name, builder_name, depths, dims, drop_path=None):
+    return Variant(
+        name, builder_name, "V2", depths, dims, use_grn=True, layer_scale_init_value=None, recipe_drop_path_rate=drop_path
+    )
+
+
+def _isotropic(name, builder_name, depth, dim, drop_path):
+    return Variant(
+        name,
+        builder_name,
+        "isotropic",
+        (depth,),
+        (dim,),
+        layer_scale_init_value=None,
+        stem_patch_size=16,
+        stem_norm=False,
+        recipe_drop_path_rate=drop_path,
+    )
+
+
+_SMALL = (2, 2, 6, 2)
+_TINY = (3, 3, 9, 3)
+_DEEP = (3, 3, 27, 3)
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        _v1("convnext_atto", "ConvNeXtAtto", _SMALL, (40, 80, 160, 320)),
+        _v1("convnext_femto", "ConvNeXtFemto", _SMALL, (48, 96, 192, 384)),
+        _v1("convnext_pico", "ConvNeXtPico", _SMALL, (64, 128, 256, 512)),
+        _v1("convnext_nano", "ConvNeXtNano", (2, 2, 8, 2), (80, 160, 320, 640)),
+        _v1("convnext_tiny", "ConvNeXtTiny", _TINY, (96, 192, 384, 768), drop_path=0.1),
+        _v1("convnext_small", "ConvNeXtSmall", _DEEP, (96, 192, 384, 768), drop_path=0.4),
+        _v1("convnext_base", "ConvNeXtBase", _DEEP, (128, 256, 512, 1024), drop_path=0.5),
+        _v1("convnext_large", "ConvNeXtLarge", _DEEP, (192, 384, 768, 1536), drop_path=0.5),
+        _v1("convnext_xlarge", "ConvNeXtXLarge", _DEEP, (256, 512, 1024, 2048)),
+        _v1("convnext_xxlarge", "ConvNeXtXXLarge", (3, 4, 30, 3), (384, 768, 1536, 3072), norm_epsilon=1e-5),
+        _v2("convnextv2_atto", "ConvNeXtV2Atto", _SMALL, (40, 80, 160, 320), drop_path=0.1),
+        _v2("convnextv2_femto", "ConvNeXtV2Femto", _SMALL, (48, 96, 192, 384)),
+        _v2("convnextv2_pico", "ConvNeXtV2Pico", _SMALL, (64, 128, 256, 512)),
+        _v2("convnextv2_nano", "ConvNeXtV2Nano", (2, 2, 8, 2), (80, 160, 320, 640)),
+        _v2("convnextv2_tiny", "ConvNeXtV2Tiny", _TINY, (96, 192, 384, 768), drop_path=0.2),
+        _v2("convnextv2_small", "ConvNeXtV2Small", _DEEP, (96, 192, 384, 768)),
+        _v2("convnextv2_base", "ConvNeXtV2Base", _DEEP, (128, 256, 512, 1024), drop_path=0.1),
+        _v2("convnextv2_large", "ConvNeXtV2Large", _DEEP, (192, 384, 768, 1536)),
+        _v2("convnextv2_huge", "ConvNeXtV2Huge", _DEEP, (352, 704, 1408, 2816)),
+        _isotropic("convnext_isotropic_small", "ConvNeXtIsotropicSmall", 18, 384, drop_path=0.1),
+        _isotropic("convnext_isotropic_base", "ConvNeXtIsotropicBase", 18, 768, drop_path=0.2),
+        _isotropic("convnext_isotropic_large", "ConvNeXtIsotropicLarge", 36, 1024, drop_path=0.5),
+    )
+}
+
+
+def list_models(family=None):
+    """The names ``create_model`` accepts, optionally only those of one family ("V1", "V2", "isotropic").
+
+    Example:
+        >>> list_models("V2")[:2]
+        ['convnextv2_atto', 'convnextv2_femto']
+    """
+    if family is not None and family not in {"V1", "V2", "isotropic"}:
+        raise ValueError(f"family must be 'V1', 'V2', 'isotropic' or None; got {family!r}.")
+    return [name for name, variant in VARIANTS.items() if family in (None, variant.family)]
+
+
+def get_variant(name):
+    """The ``Variant`` row called ``name``; an unknown name raises ``ValueError`` with the closest names.
+
+    Example:
+        >>> get_variant("convnext_tiny").depths
+        (3, 3, 9, 3)
+    """
+    if name in VARIANTS:
+        return VARIANTS[name]
+    close = difflib.get_close_matches(str(name), list(VARIANTS), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"Unknown ConvNeXt variant {name!r}.{hint} Known variants: {', '.join(VARIANTS)}.")
+
+
+def count_parameters(name, classes=1000, include_top=True):
+    """The exact number of parameters of variant ``name``, computed from its row without building it.
+
+    Example:
+        >>> count_parameters("convnext_tiny")
+        28589128
+    """
+    v = get_variant(name)
+    patch, dims = v.stem_patch_size, v.dims
+    total = patch * patch * 3 * dims[0] + dims[0] + (2 * dims[0] if v.stem_norm else 0)
+    for stage, (depth, width) in enumerate(zip(v.depths, dims)):
+        if stage > 0:
+            total += 2 * dims[stage - 1] + 4 * dims[stage - 1] * width + width
+        hidden = MLP_RATIO * width
+        block = KERNEL_SIZE * KERNEL_SIZE * width + width  # depthwise conv
+        block += 2 * width  # LayerNorm
+        block += width * hidden + hidden + hidden * width + width  # pointwise MLP
+        block += 2 * hidden if v.use_grn else 0
+        block += width if v.layer_scale_init_value is not None else 0
+        total += depth * block
+    if include_top:
+        total += 2 * dims[-1] + dims[-1] * classes + classes
+    return total
+
+
+def create_model(model_name, /, **kwargs):
+    """Builds the variant called ``model_name`` (timm's naming); ``kwargs`` go to its builder.
+
+    Example:
+        >>> model = create_model("convnext_atto", classes=10, input_shape=(64, 64, 3))
+    """
+    return build_variant(get_variant(model_name), **kwargs)
+
+
+def build_variant(variant, *, name=None, **kwargs):
+    """Builds ``variant`` (a ``Variant`` row) with ``ConvNeXt``; ``kwargs`` may override its architecture.
+
+    Example:
+        >>> model = build_variant(VARIANTS["convnextv2_atto"], include_top=False)
+    """
+    return ConvNeXt(**{**variant.architecture(), **kwargs}, name=name or variant.name)
+
+
+def _builder(name):
+    variant = VARIANTS[name]
+
+    def builder(
+        include_top=True,
+        include_preprocessing=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=None,
+        **kwargs,
+    ):
+        return build_variant(
+            variant,
+            include_top=include_top,
+            include_preprocessing=include_preprocessing,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **kwargs,
+        )
+
+    builder.__name__ = builder.__qualname__ = variant.builder_name
+    builder.__doc__ = (
+        f"Builds {variant.name} ({variant.family}): depths {variant.depths}, dims {variant.dims}, "
+        f"{count_parameters(name):,} parameters with the 1000-class head.\n\n"
+        "Arguments are those of `keras.applications.ConvNeXtTiny` (`include_top`, `include_preprocessing`,\n"
+        "`weights`, `input_tensor`, `input_shape`, `pooling`, `classes`, `classifier_activation`, `name`) and,\n"
+        "as keywords, any other argument of `keras_convnext.applications.ConvNeXt` (`drop_path_rate`,\n"
+        "`layer_scale_init_value`, `head_init_scale`, `dropout_rate`, `data_format`, ...).\n\n"
+        "Example:\n"
+        f"    >>> model = {variant.builder_name}(classes=10, input_shape=(64, 64, 3), drop_path_rate=0.1)\n"
+    )
+    return builder
+
+
+ConvNeXtAtto = _builder("convnext_atto")
+ConvNeXtFemto = _builder("convnext_femto")
+ConvNeXtPico = _builder("convnext_pico")
+ConvNeXtNano = _builder("convnext_nano")
+ConvNeXtTiny = _builder("convnext_tiny")
+ConvNeXtSmall = _builder("convnext_small")
+ConvNeXtBase = _builder("convnext_base")
+ConvNeXtLarge = _builder("convnext_large")
+ConvNeXtXLarge = _builder("convnext_xlarge")
+ConvNeXtXXLarge = _builder("convnext_xxlarge")
+ConvNeXtV2Atto = _builder("convnextv2_atto")
+ConvNeXtV2Femto = _builder("convnextv2_femto")
+ConvNeXtV2Pico = _builder("convnextv2_pico")
+ConvNeXtV2Nano = _builder("convnextv2_nano")
+ConvNeXtV2Tiny = _builder("convnextv2_tiny")
+ConvNeXtV2Small = _builder("convnextv2_small")
+ConvNeXtV2Base = _builder("convnextv2_base")
+ConvNeXtV2Large = _builder("convnextv2_large")
+ConvNeXtV2Huge = _builder("convnextv2_huge")
+ConvNeXtIsotropicSmall = _builder("convnext_isotropic_small")
+ConvNeXtIsotropicBase = _builder("convnext_isotropic_base")
+ConvNeXtIsotropicLarge = _builder("convnext_isotropic_large")
+
+BUILDERS = {variant.builder_name: globals()[variant.builder_name] for variant in VARIANTS.values()}

@@ -1,0 +1,56 @@
+"""The downsampling layer between ConvNeXt stages: LayerNorm, then a 2×2 stride-2 conv."""
+
+import keras
+
+from keras_convnext.layers.data_format import standardize_data_format
+from keras_convnext.layers.initializers import kernel_initializer
+from keras_convnext.layers.layer_norm import LayerNorm
+
+
+@keras.saving.register_keras_serializable(package="keras_convnext")
+class ConvNeXtDownsample(keras.layers.Layer):
+    """Halves the spatial size and changes the width to ``filters``.
+
+    Args:
+        filters: output channels.
+        norm_epsilon: the LayerNorm epsilon.
+        data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
+
+    Example:
+        >>> down = ConvNeXtDownsample(192, name="stage_1_downsample")
+        >>> down(np.ones((1, 56, 56, 96), "float32")).shape
+        (1, 28, 28, 192)
+    """
+
+    def __init__(self, filters, norm_epsilon=1e-6, data_format="channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.norm_epsilon = float(norm_epsilon)
+        self.data_format = standardize_data_format(data_format)
+        self.layernorm = LayerNorm(
+            self.norm_epsilon, data_format=self.data_format, dtype=self.dtype_policy, name=f"{self.name}_layernorm"
+        )
+        self.conv = keras.layers.Conv2D(
+            self.filters,
+            2,
+            strides=2,
+            kernel_initializer=kernel_initializer(),
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name=f"{self.name}_conv",
+        )
+
+    def build(self, input_shape):
+        self.layernorm.build(input_shape)
+        self.conv.build(input_shape)
+
+    def call(self, inputs):
+        return self.conv(self.layernorm(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "norm_epsilon": self.norm_epsilon, "data_format": self.data_format})
+        return config

@@ -1,0 +1,65 @@
+"""Layer normalisation over the channel axis, computed in float32."""
+
+import keras
+from keras import ops
+
+from keras_convnext.layers.data_format import channel_axis, standardize_data_format
+
+
+@keras.saving.register_keras_serializable(package="keras_convnext")
+class LayerNorm(keras.layers.Layer):
+    """Normalises each position over its channels: ``(x - mean) / sqrt(var + eps) * gamma + beta``.
+
+    Statistics and the affine transform run in float32 whatever the compute dtype, so ``mixed_float16``
+    and ``mixed_bfloat16`` give the same normalised values as float32; the output is cast back to the
+    layer's compute dtype.
+
+    Args:
+        epsilon: added to the variance. ConvNeXt uses 1e-6 (Keras' own default, 1e-3, is wrong here).
+        data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
+
+    Example:
+        >>> norm = LayerNorm(epsilon=1e-6)
+        >>> norm(np.ones((2, 7, 7, 96), "float32")).shape
+        (2, 7, 7, 96)
+    """
+
+    def __init__(self, epsilon=1e-6, data_format="channels_last", **kwargs):
+        super().__init__(**kwargs)
+        if not epsilon > 0:
+            raise ValueError(f"LayerNorm epsilon must be > 0; got {epsilon!r}.")
+        self.epsilon = float(epsilon)
+        self.data_format = standardize_data_format(data_format)
+        self.axis = channel_axis(self.data_format)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        channels = input_shape[self.axis]
+        if channels is None:
+            raise ValueError(f"LayerNorm {self.name!r} needs a known channel dimension; got input shape {input_shape}.")
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+
+    def _broadcastable(self, vector, rank):
+        if self.axis == -1 or rank == 2:
+            return vector
+        return ops.reshape(vector, (-1,) + (1,) * (rank - 2))
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        mean = ops.mean(x, axis=self.axis, keepdims=True)
+        centered = x - mean
+        variance = ops.mean(ops.square(centered), axis=self.axis, keepdims=True)
+        x = centered * ops.rsqrt(variance + self.epsilon)
+        rank = len(inputs.shape)
+        gamma = self._broadcastable(ops.cast(self.gamma, "float32"), rank)
+        beta = self._broadcastable(ops.cast(self.beta, "float32"), rank)
+        return ops.cast(x * gamma + beta, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"epsilon": self.epsilon, "data_format": self.data_format})
+        return config

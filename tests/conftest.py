@@ -1,0 +1,36 @@
+"""Shared fixtures. The suite runs unchanged under KERAS_BACKEND=tensorflow, jax and torch."""
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+
+# A ConvNeXt small enough for a CPU test, with both LayerScale and GRN so that one model exercises every layer.
+TINY_ARCH = {"depths": (1, 1, 2, 1), "dims": (8, 16, 24, 32), "use_grn": True, "layer_scale_init_value": 0.5}
+
+
+def perturb(model, seed=0, scale=0.1):
+    """Moves every weight away from its initial value.
+
+    Default inits (zero GRN, 1e-6 LayerScale, unit norms, zero biases) make a block nearly the identity,
+    which would hide a wrong GRN, LayerScale or norm in any comparison.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        value = keras.ops.convert_to_numpy(variable)
+        variable.assign((value + rng.normal(0.0, scale, value.shape)).astype(value.dtype))
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """Every test starts and ends under float32, even one that sets a mixed-precision policy and fails."""
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

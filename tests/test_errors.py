@@ -1,0 +1,104 @@
+"""Bad input raises an error that names what was wrong and what was expected."""
+
+import numpy as np
+import pytest
+
+import keras_convnext as kc
+from conftest import TINY_ARCH
+
+
+def tiny(**kwargs):
+    return kc.ConvNeXt(**{**TINY_ARCH, "input_shape": (64, 64, 3), **kwargs})
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 1), (64, 64, 4)])
+def test_builder_rejects_non_rgb_input_shape_with_preprocessing(shape):
+    with pytest.raises(ValueError, match=rf"has {shape[-1]} channels.*needs 3 channels"):
+        tiny(input_shape=shape)
+
+
+def test_other_channel_counts_build_without_preprocessing():
+    model = tiny(input_shape=(64, 64, 1), include_preprocessing=False, classes=2)
+    assert model(np.zeros((1, 64, 64, 1), "float32")).shape == (1, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_calling_with_the_wrong_channel_count_names_the_expected_channels(channels):
+    model = tiny(input_shape=(None, None, 3), classes=2)
+    with pytest.raises(ValueError, match=r"expected (axis -1 of input shape to have value 3|shape=\(None, None, None, 3\))"):
+        model(np.zeros((1, 64, 64, channels), "float32"))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (1, 64, 64, 3)])
+def test_builder_rejects_input_shapes_that_are_not_an_image(shape):
+    with pytest.raises(ValueError, match=r"is not an image shape: expected \(height, width, channels\)"):
+        tiny(input_shape=shape)
+
+
+def test_calling_with_a_rank_3_batch_is_refused():
+    model = tiny(classes=2)
+    with pytest.raises(ValueError, match=r"(?is)expected shape=? ?\(None, 64, 64, 3\)"):
+        model(np.zeros((64, 64, 3), "float32"))
+
+
+def test_too_small_images_are_refused():
+    with pytest.raises(ValueError, match="at least 32 pixels"):
+        tiny(input_shape=(16, 64, 3))
+
+
+@pytest.mark.parametrize("name, hint", [("convnext_tiniy", "convnext_tiny"), ("resnet50", None)])
+def test_unknown_variant_lists_the_known_ones(name, hint):
+    with pytest.raises(ValueError, match=rf"Unknown ConvNeXt variant '{name}'.*Known variants: convnext_atto") as info:
+        kc.create_model(name)
+    if hint:
+        assert f"Did you mean '{hint}'" in str(info.value)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "AVG", 1])
+def test_bad_pooling(pooling):
+    with pytest.raises(ValueError, match=r"pooling must be one of \(None, 'avg', 'max'\)"):
+        tiny(include_top=False, pooling=pooling)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0])
+def test_bad_drop_path_rate(rate):
+    with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\)"):
+        kc.create_model("convnext_atto", drop_path_rate=rate)
+
+
+def test_negative_drop_path_on_a_block():
+    with pytest.raises(ValueError, match=r"StochasticDepth rate must be in \[0, 1\); got -0.5"):
+        kc.ConvNeXtBlock(drop_path_rate=-0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"classes": 0}, "classes must be a positive integer"),
+        ({"classes": 2.5}, "classes must be a positive integer"),
+        ({"classifier_activation": "no_such_activation"}, "classifier_activation must be None, a Keras activation"),
+        ({"dropout_rate": 1.0}, r"dropout_rate must be in \[0, 1\)"),
+        ({"head_init_scale": 0.0}, "head_init_scale must be > 0"),
+        ({"data_format": "NHWC"}, "data_format must be one of"),
+        ({"layer_scale_init_value": 0.0}, "layer_scale_init_value must be > 0, or None"),
+    ],
+)
+def test_bad_builder_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**kwargs)
+
+
+@pytest.mark.parametrize("weights", ["imagenet", "/tmp/some.weights.h5"])
+def test_weights_other_than_none_are_refused_until_loading_lands(weights):
+    with pytest.raises(ValueError, match=r"is not supported yet.*pass weights=None.*model.load_weights"):
+        kc.ConvNeXtTiny(weights=weights)
+
+
+def test_unknown_keyword_is_a_type_error():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'drop_rate'"):
+        kc.ConvNeXtAtto(drop_rate=0.1)
+
+
+def test_mismatched_depths_and_dims():
+    with pytest.raises(ValueError, match="depths and dims must be equally long"):
+        kc.ConvNeXt((1, 1), (8,))

@@ -1,0 +1,70 @@
+"""Parameter counts equal timm's for every V1 and V2 variant (the table in convnext-facts.md)."""
+
+import pytest
+
+import keras_convnext as kc
+from conftest import BACKEND
+
+# timm create_model(name).num_params, 1000 classes (shared/reference/convnext-facts.md).
+TIMM_PARAMETER_COUNTS = {
+    "convnext_atto": 3_695_520,
+    "convnext_femto": 5_217_784,
+    "convnext_pico": 9_045_672,
+    "convnext_nano": 15_593_560,
+    "convnext_tiny": 28_589_128,
+    "convnext_small": 50_223_688,
+    "convnext_base": 88_591_464,
+    "convnext_large": 197_767_336,
+    "convnext_xlarge": 350_196_968,
+    "convnext_xxlarge": 846_471_016,
+    "convnextv2_atto": 3_708_400,
+    "convnextv2_femto": 5_233_240,
+    "convnextv2_pico": 9_066_280,
+    "convnextv2_nano": 15_623_800,
+    "convnextv2_tiny": 28_635_496,
+    "convnextv2_small": 50_318_440,
+    "convnextv2_base": 88_717_800,
+    "convnextv2_large": 197_956_840,
+    "convnextv2_huge": 660_289_640,
+}
+# The FB isotropic models: the paper gives ~22M, 87M and 306M.
+ISOTROPIC_APPROXIMATE_COUNTS = {
+    "convnext_isotropic_small": 22e6,
+    "convnext_isotropic_base": 87e6,
+    "convnext_isotropic_large": 306e6,
+}
+# Above this many parameters a model is built under TensorFlow only (the fastest to initialise: ~40 s for the
+# four of them, against ~100 s under torch); count_parameters still checks them on every backend.
+HEAVY = 300_000_000
+HEAVY_BACKEND = "tensorflow"
+
+
+def test_every_variant_has_a_reference_count():
+    assert set(TIMM_PARAMETER_COUNTS) | set(ISOTROPIC_APPROXIMATE_COUNTS) == set(kc.list_models())
+
+
+@pytest.mark.parametrize("name", list(TIMM_PARAMETER_COUNTS))
+def test_count_parameters_formula_matches_timm(name):
+    assert kc.count_parameters(name) == TIMM_PARAMETER_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", kc.list_models())
+def test_built_model_has_the_exact_parameter_count(name):
+    expected = kc.count_parameters(name)
+    if expected > HEAVY and BACKEND != HEAVY_BACKEND:
+        pytest.skip(
+            f"{name} ({expected:,} parameters) is built under {HEAVY_BACKEND} only, to keep each backend's suite "
+            "short; its formula count is checked on every backend"
+        )
+    model = kc.create_model(name)
+    assert model.count_params() == expected
+    if name in TIMM_PARAMETER_COUNTS:
+        assert expected == TIMM_PARAMETER_COUNTS[name]
+    else:
+        assert abs(expected - ISOTROPIC_APPROXIMATE_COUNTS[name]) / ISOTROPIC_APPROXIMATE_COUNTS[name] < 0.02
+
+
+@pytest.mark.parametrize("classes, include_top", [(10, True), (21841, True), (1000, False)])
+def test_count_follows_the_head(classes, include_top):
+    model = kc.create_model("convnext_atto", classes=classes, include_top=include_top)
+    assert model.count_params() == kc.count_parameters("convnext_atto", classes=classes, include_top=include_top)
