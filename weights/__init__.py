@@ -6,6 +6,7 @@ and works on it by structure.
 """
 
 from keras_convnext.version import __version__
+from keras_convnext.weights.atomic_save import save_weights
 
 
 def check_weights_argument(weights):

@@ -1,0 +1,23 @@
+# The two commands of the README. Both create .venv on first use and install the package with every backend.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+demo: $(STAMP)
+	$(VENV)/bin/keras-convnext demo
+
+test: $(STAMP)
+	$(VENV)/bin/python tests/run_all_backends.py
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet --constraint constraints.txt --editable ".[test]"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) demo-output

@@ -1,0 +1,68 @@
+"""Runs the test suite once per Keras backend, each in its own process, and fails if any run fails.
+
+Usage: python tests/run_all_backends.py [BACKEND ...] [-- PYTEST_ARGS ...]
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BACKENDS = ("tensorflow", "jax", "torch")
+SUMMARY = re.compile(r"=+ (.*(passed|failed|error|skipped|no tests ran).*) in ([\d.]+)s")
+COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?)")
+
+
+def run(backend, pytest_args):
+    """Runs pytest under ``backend``, echoing its output; returns (exit code, summary text, counts, seconds)."""
+    print(f"\n######## KERAS_BACKEND={backend} ########", flush=True)
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "pytest", *pytest_args]
+    process = subprocess.Popen(
+        command,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    summary = "no pytest summary"
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        match = SUMMARY.search(line)
+        if match:
+            summary = match.group(1)
+    code = process.wait()
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+    for number, kind in COUNT.findall(summary):
+        counts["error" if kind.startswith("error") else kind] += int(number)
+    return code, summary, counts, time.perf_counter() - start
+
+
+def main(argv):
+    if "--" in argv:
+        split = argv.index("--")
+        backends, pytest_args = argv[:split], argv[split + 1 :]
+    else:
+        backends, pytest_args = argv, []
+    backends = backends or list(BACKENDS)
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        print(f"unknown backend(s) {unknown}; expected some of {BACKENDS}", file=sys.stderr)
+        return 2
+    results = {backend: run(backend, pytest_args) for backend in backends}
+    print("\n######## summary ########")
+    total = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+    for backend, (code, summary, counts, seconds) in results.items():
+        print(f"{backend:<11} exit {code}  {seconds:6.0f} s  {summary}")
+        for key in total:
+            total[key] += counts[key]
+    failed = total["failed"] + total["error"]
+    print(f"total: {total['passed']} passed, {failed} failed, {total['skipped']} skipped")
+    return 0 if all(code == 0 for code, *_ in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

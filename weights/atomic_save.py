@@ -1,0 +1,26 @@
+"""Writing weight files so that a crash or a full disk never leaves a half-written file under the final name."""
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def save_weights(model, path):
+    """Saves ``model``'s weights to ``path`` (a ``.weights.h5`` file) through a temporary file and a rename.
+
+    Example:
+        >>> save_weights(model, "out/convnext_atto.weights.h5")
+    """
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"Keras weight files must end in '.weights.h5'; got {str(path)!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial.weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(temporary, overwrite=True)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
