@@ -7,7 +7,7 @@ from keras_convnext.layers import ConvNeXtBlock, ConvNeXtDownsample, ConvNeXtSte
 from keras_convnext.layers.data_format import standardize_data_format
 from keras_convnext.applications.model_head import check_head_arguments, head
 from keras_convnext.applications.model_inputs import imagenet_normalization, model_inputs, resolve_input_shape
-from keras_convnext.weights import check_weights_argument
+from keras_convnext.weights import load_checkpoint, resolve_weights
 
 
 def block_name(stage, block):
@@ -77,7 +77,8 @@ def ConvNeXt(
         norm_epsilon: epsilon of every LayerNorm.
         include_top: end with the classifier (pool, LayerNorm, dense, activation).
         include_preprocessing: the model takes RGB in 0..255 and normalises with ImageNet mean/std.
-        weights: ``None`` (random initialisation).
+        weights: ``None`` (random initialisation) or a checkpoint file in any supported layout (our
+            ``.weights.h5``, keras.applications ``.h5``, timm, torchvision, Hugging Face, facebookresearch).
         input_tensor: optional Keras tensor (or backend tensor) to use as the image input.
         input_shape: shape without the batch axis; default ``(224, 224, 3)`` with the top, else open size.
         pooling: without the top, ``None`` (feature map), ``"avg"`` or ``"max"`` (pooled and normalised).
@@ -94,20 +95,21 @@ def ConvNeXt(
         >>> model.output_shape
         (None, 10)
     """
-    check_weights_argument(weights)
+    weights_path = resolve_weights(weights)
     depths, dims = tuple(int(d) for d in depths), tuple(int(d) for d in dims)
     if not depths or len(depths) != len(dims) or min(depths) < 1 or min(dims) < 1:
         raise ValueError(f"depths and dims must be equally long sequences of positive integers; got {depths} and {dims}.")
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1); got {drop_path_rate!r}.")
-    check_head_arguments(
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout_rate=dropout_rate,
-        head_init_scale=head_init_scale,
-    )
+    head_arguments = {
+        "include_top": include_top,
+        "pooling": pooling,
+        "classes": classes,
+        "classifier_activation": classifier_activation,
+        "dropout_rate": dropout_rate,
+        "head_init_scale": head_init_scale,
+    }
+    check_head_arguments(**head_arguments)
     data_format = standardize_data_format(data_format)
     input_shape = resolve_input_shape(
         input_shape,
@@ -139,15 +141,8 @@ def ConvNeXt(
                 data_format=data_format,
                 name=block_name(stage, block),
             )(x)
-    outputs = head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout_rate=dropout_rate,
-        head_init_scale=head_init_scale,
-        norm_epsilon=norm_epsilon,
-        data_format=data_format,
-    )
-    return keras.Model(inputs, outputs, name=name)
+    outputs = head(x, **head_arguments, norm_epsilon=norm_epsilon, data_format=data_format)
+    model = keras.Model(inputs, outputs, name=name)
+    if weights_path is not None:
+        load_checkpoint(model, weights_path)
+    return model

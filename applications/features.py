@@ -40,4 +40,5 @@ def feature_extractor(model, name=None):
     outputs = {
         f"stride_{stem.patch_size * 2 ** stage}": layer.output for stage, (_, layer) in sorted(last_block.items())
     }
-    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=name or f"{model.name}_features")

@@ -60,7 +60,8 @@ def model_inputs(input_shape, input_tensor, *, name="image"):
     if not keras.backend.is_keras_tensor(input_tensor):
         inputs = keras.Input(tensor=input_tensor, shape=input_shape, name=name)
         return inputs, inputs
-    return keras.utils.get_source_inputs(input_tensor), input_tensor
+    sources = keras.utils.get_source_inputs(input_tensor)
+    return (sources[0] if len(sources) == 1 else sources), input_tensor
 
 
 def imagenet_normalization(data_format):

@@ -88,9 +88,9 @@ def test_bad_builder_arguments(kwargs, message):
         tiny(**kwargs)
 
 
-@pytest.mark.parametrize("weights", ["imagenet", "/tmp/some.weights.h5"])
-def test_weights_other_than_none_are_refused_until_loading_lands(weights):
-    with pytest.raises(ValueError, match=r"is not supported yet.*pass weights=None.*model.load_weights"):
+@pytest.mark.parametrize("weights", ["imagenet", "/tmp/no/such/file.weights.h5"])
+def test_weights_that_are_not_a_file_are_refused_before_building(weights):
+    with pytest.raises(ValueError, match=r"is not a file. Pass None \(random initialisation\) or the path of a checkpoint"):
         kc.ConvNeXtTiny(weights=weights)
 
 

@@ -1,25 +1,76 @@
-"""Resolving the ``weights=`` argument of the builders.
+"""Loading ConvNeXt weights from every layout they come in, into a model handed over by the caller.
 
-This release builds randomly initialised models only; loading presets, URLs and foreign checkpoints is
-the next step. ``weights`` never reaches back into ``keras_convnext.applications``: it is handed a model
-and works on it by structure.
+``weights`` never reaches back into ``keras_convnext.applications``: it matches a checkpoint to a model by
+structure (canonical keys), so it never needs the variant table.
 """
 
-from keras_convnext.version import __version__
+from pathlib import Path
+
 from keras_convnext.weights.atomic_save import save_weights
+from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
+from keras_convnext.weights.layouts import LAYOUTS, detect_layout
+from keras_convnext.weights.loading import assign_arrays, canonical_key, convert_state_dict, load_checkpoint, model_slots
 
 
-def check_weights_argument(weights):
-    """Raises ``ValueError`` for any ``weights`` other than ``None``, before a model is built.
+def resolve_weights(weights):
+    """Checks the ``weights=`` argument before a model is built; returns ``None`` or the checkpoint's path.
 
     Example:
-        >>> check_weights_argument(None)  # random initialisation: accepted
+        >>> resolve_weights(None) is None
+        True
     """
     if weights is None:
-        return
+        return None
+    path = Path(str(weights)).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (path / name).is_file():
+                return path / name
+        raise ValueError(f"weights={str(weights)!r} is a directory without model.safetensors or pytorch_model.bin.")
     raise ValueError(
-        f"weights={weights!r} is not supported yet: keras-convnext {__version__} builds randomly "
-        "initialised models only, so pass weights=None. To reuse weights saved by model.save_weights(), "
-        "build the same variant with weights=None and call model.load_weights(path)."
+        f"weights={weights!r} is not a file. Pass None (random initialisation) or the path of a checkpoint: "
+        "a .weights.h5 saved by this package, a keras.applications .h5, or a timm, torchvision, Hugging Face "
+        "or facebookresearch checkpoint (.safetensors, .pth, .bin). Preset names and URLs are not supported yet."
     )
 
+
+def load_weights(model, weights):
+    """Loads ``weights`` (as accepted by ``resolve_weights``) into ``model``; returns the layout's name or None.
+
+    Example:
+        >>> load_weights(model, "convnext_tiny_hf/model.safetensors")  # doctest: +SKIP
+        'huggingface'
+    """
+    path = resolve_weights(weights)
+    return None if path is None else load_checkpoint(model, path)
+
+
+def convert(source, model, output):
+    """Converts checkpoint ``source`` into ``model`` and writes it as a ``.weights.h5`` to ``output``.
+
+    ``model`` is the architecture to fill; ``keras_convnext.convert_weights`` takes a variant name instead.
+
+    Example:
+        >>> convert("convnext_tiny.pth", kc.create_model("convnext_tiny"), "tiny.weights.h5")  # doctest: +SKIP
+    """
+    load_weights(model, source)
+    return save_weights(model, output)
+
+
+__all__ = [
+    "LAYOUTS",
+    "assign_arrays",
+    "canonical_key",
+    "convert",
+    "convert_state_dict",
+    "detect_layout",
+    "load_checkpoint",
+    "load_weights",
+    "model_slots",
+    "read_state_dict",
+    "resolve_weights",
+    "save_weights",
+    "sniff_container",
+]

@@ -1,0 +1,200 @@
+"""Checkpoints of every layout load into our models with the source framework's logits, on the active backend."""
+
+import warnings
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import keras_convnext as kc
+from conftest import perturb
+from foreign_checkpoints import (
+    SMALL,
+    TINY,
+    hugging_face_logits,
+    hugging_face_model,
+    normalised_images,
+    to_fb,
+    to_timm,
+    to_torchvision,
+)
+
+# Relative to the logits' scale; HF's final LayerNorm uses eps 1e-12 where ours uses 1e-6.
+RELATIVE_TOLERANCE = 1e-4
+
+
+def ours(version, arch=SMALL, classes=5, size=64, **kwargs):
+    return kc.ConvNeXt(
+        arch["depths"],
+        arch["hidden_sizes"],
+        use_grn=version == "V2",
+        layer_scale_init_value=1e-6 if version == "V1" else None,
+        include_preprocessing=False,
+        classifier_activation=None,
+        classes=classes,
+        input_shape=(size, size, 3),
+        **kwargs,
+    )
+
+
+def assert_logits_close(model, reference, images, label):
+    got = keras.ops.convert_to_numpy(model(images))
+    scale = max(1.0, float(np.abs(reference).max()))
+    delta = float(np.abs(got - reference).max())
+    print(f"{label}: max |delta logits| = {delta:.2e} (logit scale {scale:.2f})")
+    assert delta <= RELATIVE_TOLERANCE * scale, (label, delta, scale)
+
+
+def save(state, path):
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, str(path))
+    return path
+
+
+@pytest.mark.parametrize("version", ["V1", "V2"])
+@pytest.mark.parametrize(
+    "layout, filename",
+    [
+        ("huggingface", "model.safetensors"),
+        ("huggingface", "pytorch_model.bin"),
+        ("timm", "model.safetensors"),
+        ("timm", "model.pth"),
+        ("timm_conv_mlp", "model.safetensors"),
+        ("torchvision", "model.pth"),
+        ("fb", "checkpoint.pth"),
+    ],
+)
+def test_every_layout_loads_with_the_reference_logits(tmp_path, rng, version, layout, filename):
+    if layout == "torchvision" and version == "V2":
+        pytest.skip("torchvision has no ConvNeXt-V2")
+    reference = hugging_face_model(version)
+    images = normalised_images(rng)
+    expected = hugging_face_logits(reference, images)
+    hf_state = reference.state_dict()
+    state = {
+        "huggingface": lambda: hf_state,
+        "timm": lambda: to_timm(hf_state),
+        "timm_conv_mlp": lambda: to_timm(hf_state, conv_mlp=True),
+        "torchvision": lambda: to_torchvision(hf_state),
+        "fb": lambda: to_fb(hf_state),
+    }[layout]()
+    path = save(state, tmp_path / filename)
+    model = ours(version, weights=path)
+    assert_logits_close(model, expected, images, f"{layout} {version} {filename}")
+
+
+def test_hugging_face_save_pretrained_directory_loads(tmp_path, rng):
+    reference = hugging_face_model("V2")
+    reference.save_pretrained(tmp_path / "hf")
+    images = normalised_images(rng)
+    assert_logits_close(ours("V2", weights=tmp_path / "hf"), hugging_face_logits(reference, images), images, "HF dir")
+
+
+@pytest.mark.parametrize("version, builder", [("V1", kc.ConvNeXtTiny), ("V2", kc.ConvNeXtV2Tiny)])
+def test_real_tiny_config_from_hugging_face(tmp_path, rng, version, builder):
+    reference = hugging_face_model(version, arch=TINY, classes=1000)
+    path = save(reference.state_dict(), tmp_path / "model.safetensors")
+    images = normalised_images(rng, count=1, size=224)
+    model = builder(weights=path, include_preprocessing=False, classifier_activation=None)
+    assert_logits_close(model, hugging_face_logits(reference, images), images, f"HF {version} tiny 224")
+
+
+def _keras_applications_h5(model, path):
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    with h5py.File(path, "w") as f:
+        save_weights_to_hdf5_group(f, model)
+    return path
+
+
+@pytest.mark.parametrize("include_top", [True, False])
+def test_keras_applications_weights_load_with_equal_logits(tmp_path, rng, include_top):
+    source = keras.applications.ConvNeXtTiny(
+        weights=None, include_top=include_top, pooling=None if include_top else "avg", classifier_activation=None
+    )
+    perturb(source, seed=3, scale=0.02)
+    path = _keras_applications_h5(source, tmp_path / "convnext_tiny.h5")
+    images = rng.uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(source(images))
+    model = kc.ConvNeXtTiny(weights=path, include_top=include_top, pooling=None if include_top else "avg",
+                            classifier_activation=None)
+    delta = float(np.abs(keras.ops.convert_to_numpy(model(images)) - expected).max())
+    print(f"keras.applications include_top={include_top}: max |delta| = {delta:.2e}")
+    assert delta <= 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_other_classes_load_everything_but_the_head_and_say_so(tmp_path, rng):
+    reference = hugging_face_model("V1", classes=5)
+    path = save(reference.state_dict(), tmp_path / "model.safetensors")
+    with pytest.warns(UserWarning, match=r"5-class head and the model 3 classes: loaded every weight but the classifier"):
+        model = ours("V1", classes=3, weights=path)
+    stem = reference.state_dict()["convnext.embeddings.patch_embeddings.weight"].numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("stem").conv.kernel), stem)
+
+
+def test_include_top_false_skips_the_head(tmp_path, rng):
+    reference = hugging_face_model("V2")
+    path = save(reference.state_dict(), tmp_path / "model.safetensors")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = ours("V2", include_top=False, weights=path)
+    assert model.output_shape == (None, 2, 2, 32)
+
+
+def test_a_checkpoint_of_another_variant_names_the_tensor_and_both_shapes_and_changes_nothing(tmp_path):
+    reference = hugging_face_model("V1", arch={"depths": [1, 1, 2, 1], "hidden_sizes": [8, 16, 24, 40]})
+    path = save(reference.state_dict(), tmp_path / "model.safetensors")
+    model = ours("V1")
+    before = [keras.ops.convert_to_numpy(v) for v in model.weights]
+    with pytest.raises(ValueError, match=r"stage_3_downsample/conv/kernel has shape \(2, 2, 24, 40\) in the .* and \(2, 2, 24, 32\) in the model"):
+        kc.weights.load_weights(model, path)
+    for value, variable in zip(before, model.weights):
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(variable))
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path):
+    state = to_timm(hugging_face_model("V1").state_dict())
+    del state["stages.2.blocks.1.mlp.fc2.weight"]
+    state["stages.2.blocks.1.extra.weight"] = torch.zeros(3)
+    path = save(state, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"Missing from it \(1\): stage_2_block_1/pointwise_2/kernel.*Unexpected in it \(1\): stages.2.blocks.1.extra.weight"):
+        ours("V1", weights=path)
+
+
+def test_unknown_layout_lists_the_supported_ones(tmp_path):
+    path = save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"(?s)Unknown checkpoint layout.*huggingface.*timm.*torchvision.*fb.*keras_applications"):
+        ours("V1", weights=path)
+
+
+def test_a_file_that_is_no_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="is not a checkpoint this package reads"):
+        ours("V1", weights=path)
+
+
+def test_our_weights_file_with_other_classes_loads_all_but_the_head(tmp_path, rng):
+    source = perturb(ours("V2", classes=5))
+    source.save_weights(tmp_path / "ours.weights.h5")
+    with pytest.warns(UserWarning, match="loaded every weight but the classifier"):
+        model = ours("V2", classes=3, weights=tmp_path / "ours.weights.h5")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model.get_layer("stage_2_block_1").pointwise_1.kernel),
+        keras.ops.convert_to_numpy(source.get_layer("stage_2_block_1").pointwise_1.kernel),
+    )
+
+
+def test_convert_writes_one_weights_file_that_loads_plainly(tmp_path, rng):
+    reference = hugging_face_model("V2")
+    source = save(to_fb(reference.state_dict()), tmp_path / "convnextv2.pt")
+    output = kc.weights.convert(source, ours("V2"), tmp_path / "converted.weights.h5")
+    model = ours("V2")
+    model.load_weights(output)
+    images = normalised_images(rng)
+    assert_logits_close(model, hugging_face_logits(reference, images), images, "converted .weights.h5")

@@ -1,0 +1,212 @@
+"""Every checkpoint layout ConvNeXt weights come in, as data: how to recognise it and where each key goes.
+
+A layout maps a source key (``stages.2.blocks.5.mlp.fc1.weight``) to this package's *canonical key*
+(``stage_2_block_5/pointwise_1/kernel``) and converts the array to Keras' layout. Canonical keys are the
+model's variable paths with the repeated layer prefix dropped (see ``loading.canonical_key``). The key names
+follow each project's own code: FB ``convnext.py`` / ``convnextv2.py`` / ``convnext_isotropic.py``,
+timm ``timm/models/convnext.py``, torchvision ``torchvision/models/convnext.py``, Hugging Face
+``modeling_convnext.py`` / ``modeling_convnextv2.py`` and Keras ``keras/src/applications/convnext.py``.
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+
+LINEAR = {"weight": "kernel", "bias": "bias", "kernel": "kernel"}
+AFFINE = {"weight": "gamma", "bias": "beta", "gamma": "gamma", "beta": "beta"}
+SCALE = {"gamma": "gamma", "layer_scale": "gamma", "layer_scale_parameter": "gamma"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """``pattern``'s last group is the parameter name, mapped by ``params`` (``"*"``: any name); the others
+    fill ``prefix``."""
+
+    pattern: str
+    prefix: object  # a format string over the other groups, or a callable taking them
+    params: dict
+
+    def target(self, key):
+        match = re.fullmatch(self.pattern, key)
+        if match is None:
+            return None
+        *indices, param = match.groups()
+        param = self.params.get(param, self.params.get("*"))
+        if param is None:
+            return None
+        indices = [int(i) for i in indices]
+        prefix = self.prefix(*indices) if callable(self.prefix) else self.prefix.format(*indices)
+        return f"{prefix}/{param}"
+
+
+def _block_rules(block, sub, dwconv, norm, fc1, fc2, grn, scale):
+    """The rules of one ConvNeXt block: ``block`` is the regex of its key prefix, ``sub`` its canonical prefix."""
+
+    def at(part):
+        if callable(sub):
+            return lambda *indices: f"{sub(*indices)}/{part}"
+        return f"{sub}/{part}"
+
+    return [
+        Rule(rf"{block}\.{dwconv}\.(weight|bias)", at("depthwise_conv"), LINEAR),
+        Rule(rf"{block}\.{norm}\.(weight|bias)", at("layernorm"), AFFINE),
+        Rule(rf"{block}\.{fc1}\.(weight|bias)", at("pointwise_1"), LINEAR),
+        Rule(rf"{block}\.{fc2}\.(weight|bias)", at("pointwise_2"), LINEAR),
+        Rule(rf"{block}\.{grn}\.(\w+)", at("grn"), AFFINE),
+        Rule(rf"{block}\.({scale})", at("layer_scale"), SCALE),
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """One source layout: its name, how to recognise its keys, its rules and its array convention."""
+
+    name: str
+    description: str
+    signature: str  # a regex some key of every such checkpoint matches
+    rules: tuple
+    torch_arrays: bool = True
+    ignored: str = r"$^"  # keys that carry no weights of ours (e.g. Keras' input normalisation)
+
+    def matches(self, keys):
+        return any(re.fullmatch(self.signature, key) for key in keys)
+
+    def target(self, key):
+        for rule in self.rules:
+            found = rule.target(key)
+            if found is not None:
+                return found
+        return None
+
+    def to_keras(self, target, array):
+        """Converts ``array`` for canonical key ``target`` from this layout's convention to Keras'."""
+        array = np.asarray(array, dtype=np.float32)
+        if not self.torch_arrays:
+            if target.endswith("depthwise_conv/kernel"):  # grouped Conv2D (k, k, 1, C) -> (k, k, C, 1)
+                return array.transpose(0, 1, 3, 2)
+            return array
+        if target.endswith("depthwise_conv/kernel"):  # (C, 1, k, k) -> (k, k, C, 1)
+            return array.transpose(2, 3, 0, 1)
+        if target.endswith("conv/kernel"):  # OIHW -> HWIO
+            return array.transpose(2, 3, 1, 0)
+        if target.endswith(("pointwise_1/kernel", "pointwise_2/kernel", "head_dense/kernel")):
+            return array.reshape(array.shape[0], -1).T  # Linear (out, in), or a 1x1 conv (out, in, 1, 1)
+        return array.reshape(-1)
+
+
+BLOCK = "stage_{0}_block_{1}"
+
+FB = Layout(
+    "fb",
+    "facebookresearch/ConvNeXt and ConvNeXt-V2 checkpoints ({'model': state_dict}), isotropic ones included",
+    r"downsample_layers\.0\.0\.weight|blocks\.0\.dwconv\.weight",
+    (
+        Rule(r"downsample_layers\.0\.0\.(weight|bias)", "stem/conv", LINEAR),
+        Rule(r"downsample_layers\.0\.1\.(weight|bias)", "stem/layernorm", AFFINE),
+        Rule(r"downsample_layers\.(\d+)\.0\.(weight|bias)", "stage_{0}_downsample/layernorm", AFFINE),
+        Rule(r"downsample_layers\.(\d+)\.1\.(weight|bias)", "stage_{0}_downsample/conv", LINEAR),
+        *_block_rules(r"stages\.(\d+)\.(\d+)", BLOCK, "dwconv", "norm", "pwconv1", "pwconv2", "grn", "gamma"),
+        Rule(r"stem\.(weight|bias)", "stem/conv", LINEAR),  # isotropic: one stage of blocks.N
+        *_block_rules(r"blocks\.(\d+)", "stage_0_block_{0}", "dwconv", "norm", "pwconv1", "pwconv2", "grn", "gamma"),
+        Rule(r"norm\.(weight|bias)", "head_layernorm", AFFINE),
+        Rule(r"head\.(weight|bias)", "head_dense", LINEAR),
+    ),
+)
+
+TIMM = Layout(
+    "timm",
+    "timm (pytorch-image-models) .safetensors / .pth / .bin, Linear or 1x1-conv MLPs",
+    r"stem\.0\.weight",
+    (
+        Rule(r"stem\.0\.(weight|bias)", "stem/conv", LINEAR),
+        Rule(r"stem\.1\.(weight|bias)", "stem/layernorm", AFFINE),
+        Rule(r"stages\.(\d+)\.downsample\.0\.(weight|bias)", "stage_{0}_downsample/layernorm", AFFINE),
+        Rule(r"stages\.(\d+)\.downsample\.1\.(weight|bias)", "stage_{0}_downsample/conv", LINEAR),
+        *_block_rules(r"stages\.(\d+)\.blocks\.(\d+)", BLOCK, "conv_dw", "norm", r"mlp\.fc1", r"mlp\.fc2", r"mlp\.grn", "gamma"),
+        Rule(r"head\.norm\.(weight|bias)", "head_layernorm", AFFINE),
+        Rule(r"head\.fc\.(weight|bias)", "head_dense", LINEAR),
+    ),
+)
+
+TORCHVISION = Layout(
+    "torchvision",
+    "torchvision convnext_* .pth (features.N / classifier.N)",
+    r"features\.0\.0\.weight",
+    (
+        Rule(r"features\.0\.0\.(weight|bias)", "stem/conv", LINEAR),
+        Rule(r"features\.0\.1\.(weight|bias)", "stem/layernorm", AFFINE),
+        # features.{2s+1} holds stage s's blocks, features.{2s} (s >= 1) its downsampling.
+        Rule(r"features\.(\d*[02468])\.0\.(weight|bias)", lambda n: f"stage_{n // 2}_downsample/layernorm", AFFINE),
+        Rule(r"features\.(\d*[02468])\.1\.(weight|bias)", lambda n: f"stage_{n // 2}_downsample/conv", LINEAR),
+        *_block_rules(
+            r"features\.(\d*[13579])\.(\d+)",
+            lambda n, b: f"stage_{n // 2}_block_{b}",
+            r"block\.0", r"block\.2", r"block\.3", r"block\.5", "grn", "layer_scale",
+        ),
+        Rule(r"classifier\.0\.(weight|bias)", "head_layernorm", AFFINE),
+        Rule(r"classifier\.2\.(weight|bias)", "head_dense", LINEAR),
+    ),
+)
+
+HUGGING_FACE = Layout(
+    "huggingface",
+    "Hugging Face ConvNextForImageClassification / ConvNextV2ForImageClassification (model.safetensors, pytorch_model.bin)",
+    r"convnext(?:v2)?\.embeddings\.patch_embeddings\.weight",
+    (
+        Rule(r"convnext(?:v2)?\.embeddings\.patch_embeddings\.(weight|bias)", "stem/conv", LINEAR),
+        Rule(r"convnext(?:v2)?\.embeddings\.layernorm\.(weight|bias)", "stem/layernorm", AFFINE),
+        Rule(r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.downsampling_layer\.0\.(weight|bias)", "stage_{0}_downsample/layernorm", AFFINE),
+        Rule(r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.downsampling_layer\.1\.(weight|bias)", "stage_{0}_downsample/conv", LINEAR),
+        *_block_rules(
+            r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.layers\.(\d+)",
+            BLOCK, "dwconv", "layernorm", "pwconv1", "pwconv2", "grn", "layer_scale_parameter",
+        ),
+        Rule(r"convnext(?:v2)?\.layernorm\.(weight|bias)", "head_layernorm", AFFINE),
+        Rule(r"classifier\.(weight|bias)", "head_dense", LINEAR),
+    ),
+)
+
+KERAS_APPLICATIONS = Layout(
+    "keras_applications",
+    "keras.applications ConvNeXt .h5 weight files (convnext_tiny.h5, convnext_tiny_notop.h5, ...)",
+    r".*_stem_conv/kernel",
+    (
+        Rule(r".*_stem_conv/(kernel|bias)", "stem/conv", LINEAR),
+        Rule(r".*_stem_layernorm/(gamma|beta)", "stem/layernorm", AFFINE),
+        Rule(r".*_downsampling_layernorm_(\d+)/(gamma|beta)", lambda i: f"stage_{i + 1}_downsample/layernorm", AFFINE),
+        Rule(r".*_downsampling_conv_(\d+)/(kernel|bias)", lambda i: f"stage_{i + 1}_downsample/conv", LINEAR),
+        Rule(r".*_stage_(\d+)_block_(\d+)_depthwise_conv/(kernel|bias)", BLOCK + "/depthwise_conv", LINEAR),
+        Rule(r".*_stage_(\d+)_block_(\d+)_layernorm/(gamma|beta)", BLOCK + "/layernorm", AFFINE),
+        Rule(r".*_stage_(\d+)_block_(\d+)_pointwise_conv_1/(kernel|bias)", BLOCK + "/pointwise_1", LINEAR),
+        Rule(r".*_stage_(\d+)_block_(\d+)_pointwise_conv_2/(kernel|bias)", BLOCK + "/pointwise_2", LINEAR),
+        # keras.applications' LayerScale leaves its one weight unnamed ("variable_7", "Variable"...).
+        Rule(r".*_stage_(\d+)_block_(\d+)_layer_scale/(\w+)", BLOCK + "/layer_scale", {"*": "gamma"}),
+        Rule(r".*_head_layernorm/(gamma|beta)", "head_layernorm", AFFINE),
+        Rule(r"layer_normalization(?:_\d+)?/(gamma|beta)", "head_layernorm", AFFINE),  # the _notop files' last norm
+        Rule(r".*_head_dense/(kernel|bias)", "head_dense", LINEAR),
+    ),
+    torch_arrays=False,
+    ignored=r".*normalization.*/(mean|variance|count)",
+)
+
+LAYOUTS = (HUGGING_FACE, TIMM, TORCHVISION, FB, KERAS_APPLICATIONS)
+
+
+def detect_layout(keys):
+    """The ``Layout`` whose signature some key matches; ``ValueError`` listing the supported ones otherwise.
+
+    Example:
+        >>> detect_layout(["stem.0.weight", "stem.0.bias"]).name
+        'timm'
+    """
+    keys = list(keys)
+    for layout in LAYOUTS:
+        if layout.matches(keys):
+            return layout
+    shown = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
+    supported = "\n".join(f"  - {layout.name}: {layout.description}" for layout in LAYOUTS)
+    raise ValueError(
+        f"Unknown checkpoint layout (first keys: {shown}). Supported layouts:\n{supported}\n"
+        "  - keras_convnext: a .weights.h5 file saved by this package (model.save_weights)"
+    )

@@ -1,0 +1,165 @@
+"""Putting a checkpoint's arrays into a model by structure: canonical keys, checks first, then assignment."""
+
+import re
+import warnings
+
+import keras
+
+from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
+from keras_convnext.weights.layouts import LAYOUTS, detect_layout
+
+HEAD_PREFIXES = ("head_dense/",)
+OPTIONAL_PREFIXES = ("head_dense/", "head_layernorm/")  # absent from a model without its top or pooling
+
+
+def canonical_key(path):
+    """A variable path with the repeated layer prefix dropped: ``stage_2_block_5/pointwise_1/kernel``.
+
+    Example:
+        >>> canonical_key("stage_2_block_5/stage_2_block_5_pointwise_1/kernel")
+        'stage_2_block_5/pointwise_1/kernel'
+    """
+    parts = path.split("/")
+    if len(parts) == 3 and parts[1].startswith(parts[0] + "_"):
+        parts[1] = parts[1][len(parts[0]) + 1 :]
+    return "/".join(parts[-3:]) if len(parts) > 3 else "/".join(parts)
+
+
+def model_slots(model):
+    """``{canonical key: variable}`` for every weight of a keras_convnext model.
+
+    Example:
+        >>> sorted(model_slots(model))[:2]  # doctest: +SKIP
+        ['head_dense/bias', 'head_dense/kernel']
+    """
+    return {canonical_key(v.path): v for v in model.weights}
+
+
+def convert_state_dict(state, layout=None):
+    """Maps a source state dict to ``{canonical key: Keras-layout array}``; returns it and the unmatched keys.
+
+    Example:
+        >>> arrays, unmatched = convert_state_dict({"stem.0.weight": np.zeros((96, 3, 4, 4))})
+        >>> arrays["stem/conv/kernel"].shape, unmatched
+        ((4, 4, 3, 96), [])
+    """
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    layout = layout or detect_layout(state)
+    arrays, unmatched = {}, []
+    for key, value in state.items():
+        target = layout.target(key)
+        if target is None:
+            if not _ignored(layout, key):
+                unmatched.append(key)
+            continue
+        arrays[target] = layout.to_keras(target, value)
+    return arrays, unmatched, layout
+
+
+def _ignored(layout, key):
+    return re.fullmatch(layout.ignored, key) is not None
+
+
+def assign_arrays(model, arrays, *, source="checkpoint", unmatched=()):
+    """Checks ``arrays`` against ``model``, then assigns them; nothing changes unless every check passes.
+
+    The classifier is skipped (with a warning) when its shape differs from the model's (fine-tuning to other
+    classes) and silently when the model has no top. Anything else missing, unexpected or misshapen raises
+    ``ValueError`` naming the tensor and both shapes. Returns the list of skipped canonical keys.
+
+    Example:
+        >>> skipped = assign_arrays(model, {"stem/conv/kernel": kernel, ...})  # doctest: +SKIP
+    """
+    slots = model_slots(model)
+    skipped = []
+    head_kernel = arrays.get("head_dense/kernel")
+    if head_kernel is not None and "head_dense/kernel" in slots:
+        model_shape = tuple(slots["head_dense/kernel"].shape)
+        if head_kernel.shape[0] == model_shape[0] and head_kernel.shape != model_shape:
+            skipped += [key for key in arrays if key.startswith(HEAD_PREFIXES)]
+            warnings.warn(
+                f"The {source} has a {head_kernel.shape[1]}-class head and the model {model_shape[1]} classes: "
+                "loaded every weight but the classifier (head_dense), which keeps its initialisation.",
+                stacklevel=3,
+            )
+    skipped += [key for key in arrays if key.startswith(OPTIONAL_PREFIXES) and key not in slots]
+    if "head_dense/kernel" in slots and "head_dense/kernel" not in arrays:
+        skipped += [key for key in slots if key.startswith(HEAD_PREFIXES)]
+        warnings.warn(
+            f"The {source} has no classifier: loaded every other weight; head_dense keeps its initialisation.",
+            stacklevel=3,
+        )
+
+    for key, variable in slots.items():
+        if key in arrays and key not in skipped and tuple(arrays[key].shape) != tuple(variable.shape):
+            raise ValueError(
+                f"The {source} does not fit this model: {key} has shape {tuple(arrays[key].shape)} in the "
+                f"{source} and {tuple(variable.shape)} in the model. Is it a checkpoint of another variant?"
+            )
+    missing = [key for key in slots if key not in arrays and key not in skipped]
+    unexpected = list(unmatched) + [key for key in arrays if key not in slots and key not in skipped]
+    if missing or unexpected:
+        raise ValueError(
+            f"The {source} does not fit this model. Missing from it ({len(missing)}): {_first(missing)}. "
+            f"Unexpected in it ({len(unexpected)}): {_first(unexpected)}."
+        )
+    for key, variable in slots.items():
+        if key in arrays and key not in skipped:
+            variable.assign(arrays[key].astype(variable.dtype))
+    return skipped
+
+
+def _first(keys, limit=6):
+    if not keys:
+        return "none"
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_checkpoint(model, path):
+    """Loads a checkpoint file in any supported layout into ``model``; returns the detected layout's name.
+
+    Our own ``.weights.h5`` goes through ``model.load_weights``; the others are read, converted by
+    structure and checked before any variable changes.
+
+    Example:
+        >>> load_checkpoint(model, "convnext_tiny.fb_in1k.safetensors")  # doctest: +SKIP
+        'timm'
+    """
+    container = sniff_container(path)
+    if container == "keras":
+        _load_keras_weights(model, path)
+        return "keras_convnext"
+    state = read_state_dict(path)
+    arrays, unmatched, layout = convert_state_dict(state)
+    assign_arrays(model, arrays, source=f"{layout.name} checkpoint {path}", unmatched=unmatched)
+    return layout.name
+
+
+def _load_keras_weights(model, path):
+    """``model.load_weights`` that restores every variable if it fails, and tolerates only a new classifier."""
+    snapshot = [keras.ops.convert_to_numpy(v) for v in model.weights]
+    try:
+        try:
+            model.load_weights(str(path))
+            return
+        except ValueError as error:
+            if "head_dense" not in str(error):
+                raise
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(str(path), skip_mismatch=True)
+        failures = [str(w.message) for w in caught if "could not be loaded" in str(w.message)]
+        if len(failures) != 1 or "A total of 1 objects" not in failures[0] or "head_dense" not in failures[0]:
+            raise ValueError(f"{path} does not fit this model: {' '.join(failures) or 'weights did not match'}")
+        warnings.warn(
+            f"{path} has another number of classes than the model: loaded every weight but the classifier "
+            "(head_dense), which keeps its initialisation.",
+            stacklevel=3,
+        )
+    except BaseException:
+        for variable, value in zip(model.weights, snapshot):
+            variable.assign(value)
+        raise
+
+
+__all__ = ["LAYOUTS", "assign_arrays", "canonical_key", "convert_state_dict", "load_checkpoint", "model_slots"]
