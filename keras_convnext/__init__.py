@@ -6,7 +6,7 @@ Example:
     28589128
 """
 
-from keras_convnext import layers
+from keras_convnext import layers, weights
 from keras_convnext.applications import (
     BUILDERS,
     VARIANTS,
@@ -39,6 +39,7 @@ from keras_convnext.applications import (
     get_variant,
     list_models,
 )
+from keras_convnext.conversion import convert_weights
 from keras_convnext.layers import (
     ConvNeXtBlock,
     ConvNeXtDownsample,

@@ -20,6 +20,14 @@ def _demo(args):
     return 0 if result["accuracy"] > 0.5 else 1
 
 
+def _convert(args):
+    from keras_convnext.conversion import convert_weights
+
+    output = convert_weights(args.source, args.variant, args.output)
+    print(f"wrote {output}")
+    return 0
+
+
 def build_parser():
     """The argument parser of ``keras-convnext``, one sub-command per task.
 
@@ -43,6 +51,14 @@ def build_parser():
     demo.add_argument("--image-size", type=_positive_int, default=32)
     demo.add_argument("--output", default="demo-output", help="directory for the saved weights")
     demo.set_defaults(run=_demo)
+
+    convert = commands.add_parser(
+        "convert", help="convert a checkpoint (HF, timm, torchvision, FB, keras.applications) into one .weights.h5"
+    )
+    convert.add_argument("source", help="checkpoint file; its layout is recognised from its content")
+    convert.add_argument("--variant", required=True, help="a name from `keras-convnext info`, e.g. convnext_tiny")
+    convert.add_argument("-o", "--output", required=True, help="the .weights.h5 file to write")
+    convert.set_defaults(run=_convert)
     return parser
 
 

@@ -198,3 +198,29 @@ def test_convert_writes_one_weights_file_that_loads_plainly(tmp_path, rng):
     model.load_weights(output)
     images = normalised_images(rng)
     assert_logits_close(model, hugging_face_logits(reference, images), images, "converted .weights.h5")
+
+
+def test_convert_cli_writes_weights_for_a_named_variant(tmp_path, rng):
+    import subprocess
+    import sys
+
+    reference = hugging_face_model("V1", arch={"depths": [2, 2, 6, 2], "hidden_sizes": [40, 80, 160, 320]}, classes=10)
+    source = save(to_timm(reference.state_dict(), conv_mlp=True), tmp_path / "convnext_atto.safetensors")
+    output = tmp_path / "atto.weights.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_convnext", "convert", str(source), "--variant", "convnext_atto", "-o", str(output)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {output}" in result.stdout
+    model = kc.ConvNeXtAtto(weights=output, classes=10, include_preprocessing=False, classifier_activation=None,
+                            input_shape=(64, 64, 3))
+    images = normalised_images(rng)
+    assert_logits_close(model, hugging_face_logits(reference, images), images, "convert CLI atto")
+
+
+def test_convert_refuses_a_checkpoint_of_another_variant(tmp_path):
+    source = save(hugging_face_model("V1").state_dict(), tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"stem/conv/kernel has shape \(4, 4, 3, 8\) in the .* and \(4, 4, 3, 40\) in the model"):
+        kc.convert_weights(source, "convnext_atto", tmp_path / "out.weights.h5")
+    assert not (tmp_path / "out.weights.h5").exists()

@@ -7,13 +7,23 @@ structure (canonical keys), so it never needs the variant table.
 from pathlib import Path
 
 from keras_convnext.weights.atomic_save import save_weights
+from keras_convnext.weights.download import cache_dir, download, sha256_of
 from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
 from keras_convnext.weights.layouts import LAYOUTS, detect_layout
-from keras_convnext.weights.loading import assign_arrays, canonical_key, convert_state_dict, load_checkpoint, model_slots
+from keras_convnext.weights.loading import (
+    assign_arrays,
+    canonical_key,
+    convert_state_dict,
+    load_checkpoint,
+    model_slots,
+    read_checkpoint,
+)
 
 
 def resolve_weights(weights):
     """Checks the ``weights=`` argument before a model is built; returns ``None`` or the checkpoint's path.
+
+    A URL is downloaded into the cache first (``URL#sha256=<hex>`` checks the file's hash).
 
     Example:
         >>> resolve_weights(None) is None
@@ -21,7 +31,11 @@ def resolve_weights(weights):
     """
     if weights is None:
         return None
-    path = Path(str(weights)).expanduser()
+    text = str(weights)
+    if text.startswith(("http://", "https://")):
+        url, _, fragment = text.partition("#sha256=")
+        return download(url, sha256=fragment or None)
+    path = Path(text).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
@@ -32,7 +46,8 @@ def resolve_weights(weights):
     raise ValueError(
         f"weights={weights!r} is not a file. Pass None (random initialisation) or the path of a checkpoint: "
         "a .weights.h5 saved by this package, a keras.applications .h5, or a timm, torchvision, Hugging Face "
-        "or facebookresearch checkpoint (.safetensors, .pth, .bin). Preset names and URLs are not supported yet."
+        "or facebookresearch checkpoint (.safetensors, .pth, .bin); or an http(s) URL of one, optionally ending "
+        "in '#sha256=<hex digest>'. Preset names are not supported yet."
     )
 
 
@@ -62,15 +77,19 @@ def convert(source, model, output):
 __all__ = [
     "LAYOUTS",
     "assign_arrays",
+    "cache_dir",
     "canonical_key",
     "convert",
     "convert_state_dict",
     "detect_layout",
+    "download",
     "load_checkpoint",
     "load_weights",
     "model_slots",
+    "read_checkpoint",
     "read_state_dict",
     "resolve_weights",
     "save_weights",
+    "sha256_of",
     "sniff_container",
 ]

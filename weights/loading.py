@@ -6,7 +6,7 @@ import warnings
 import keras
 
 from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
-from keras_convnext.weights.layouts import LAYOUTS, detect_layout
+from keras_convnext.weights.layouts import detect_layout
 
 HEAD_PREFIXES = ("head_dense/",)
 OPTIONAL_PREFIXES = ("head_dense/", "head_layernorm/")  # absent from a model without its top or pooling
@@ -129,10 +129,20 @@ def load_checkpoint(model, path):
     if container == "keras":
         _load_keras_weights(model, path)
         return "keras_convnext"
-    state = read_state_dict(path)
-    arrays, unmatched, layout = convert_state_dict(state)
+    arrays, unmatched, layout = read_checkpoint(path)
     assign_arrays(model, arrays, source=f"{layout.name} checkpoint {path}", unmatched=unmatched)
     return layout.name
+
+
+def read_checkpoint(path):
+    """Reads a foreign checkpoint file and converts it: ``(arrays by canonical key, unmatched keys, layout)``.
+
+    Example:
+        >>> arrays, unmatched, layout = read_checkpoint("convnext_tiny_1k_224_ema.pth")  # doctest: +SKIP
+        >>> layout.name, arrays["head_dense/kernel"].shape
+        ('fb', (768, 1000))
+    """
+    return convert_state_dict(read_state_dict(path))
 
 
 def _load_keras_weights(model, path):
@@ -162,4 +172,4 @@ def _load_keras_weights(model, path):
         raise
 
 
-__all__ = ["LAYOUTS", "assign_arrays", "canonical_key", "convert_state_dict", "load_checkpoint", "model_slots"]
+__all__ = ["assign_arrays", "canonical_key", "convert_state_dict", "load_checkpoint", "model_slots", "read_checkpoint"]
