@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 
 from keras_convnext.applications.convnext import ConvNeXt
+from keras_convnext.weights import preset_for
 
 # Every published variant uses these; count_parameters relies on them.
 KERNEL_SIZE = 7
@@ -172,13 +173,16 @@ def create_model(model_name, /, **kwargs):
     return build_variant(get_variant(model_name), **kwargs)
 
 
-def build_variant(variant, *, name=None, **kwargs):
+def build_variant(variant, *, name=None, weights=None, **kwargs):
     """Builds ``variant`` (a ``Variant`` row) with ``ConvNeXt``; ``kwargs`` may override its architecture.
+
+    ``weights="imagenet"`` means the variant's default preset; a preset of another variant is refused.
 
     Example:
         >>> model = build_variant(VARIANTS["convnextv2_atto"], include_top=False)
     """
-    return ConvNeXt(**{**variant.architecture(), **kwargs}, name=name or variant.name)
+    weights = preset_for(weights, variant.name) or weights
+    return ConvNeXt(weights=weights, **{**variant.architecture(), **kwargs}, name=name or variant.name)
 
 
 def _builder(name):

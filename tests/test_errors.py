@@ -88,10 +88,15 @@ def test_bad_builder_arguments(kwargs, message):
         tiny(**kwargs)
 
 
-@pytest.mark.parametrize("weights", ["imagenet", "/tmp/no/such/file.weights.h5"])
+@pytest.mark.parametrize("weights", ["no_such_preset", "/tmp/no/such/file.weights.h5"])
 def test_weights_that_are_not_a_file_are_refused_before_building(weights):
     with pytest.raises(ValueError, match=r"is not a file. Pass None \(random initialisation\) or the path of a checkpoint"):
         kc.ConvNeXtTiny(weights=weights)
+
+
+def test_imagenet_needs_a_named_variant():
+    with pytest.raises(ValueError, match="weights='imagenet' needs a named variant"):
+        kc.ConvNeXt((1, 1), (8, 16), weights="imagenet")
 
 
 def test_unknown_keyword_is_a_type_error():

@@ -7,6 +7,7 @@ structure (canonical keys), so it never needs the variant table.
 from pathlib import Path
 
 from keras_convnext.weights.atomic_save import save_weights
+from keras_convnext.weights.presets import list_presets, preset_for, presets, unknown_preset_hint
 from keras_convnext.weights.download import cache_dir, download, sha256_of
 from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
 from keras_convnext.weights.layouts import LAYOUTS, detect_layout
@@ -23,7 +24,7 @@ from keras_convnext.weights.loading import (
 def resolve_weights(weights):
     """Checks the ``weights=`` argument before a model is built; returns ``None`` or the checkpoint's path.
 
-    A URL is downloaded into the cache first (``URL#sha256=<hex>`` checks the file's hash).
+    A preset name or a URL is downloaded into the cache first (``URL#sha256=<hex>`` checks the file's hash).
 
     Example:
         >>> resolve_weights(None) is None
@@ -32,6 +33,14 @@ def resolve_weights(weights):
     if weights is None:
         return None
     text = str(weights)
+    if text in presets():
+        record = presets()[text]
+        return download(record["urls"][0], sha256=record["sha256"])
+    if text == "imagenet":
+        raise ValueError(
+            "weights='imagenet' needs a named variant, e.g. keras_convnext.ConvNeXtTiny(weights='imagenet'); the "
+            "generic ConvNeXt builder takes a preset name, a URL or a checkpoint file."
+        )
     if text.startswith(("http://", "https://")):
         url, _, fragment = text.partition("#sha256=")
         return download(url, sha256=fragment or None)
@@ -47,7 +56,7 @@ def resolve_weights(weights):
         f"weights={weights!r} is not a file. Pass None (random initialisation) or the path of a checkpoint: "
         "a .weights.h5 saved by this package, a keras.applications .h5, or a timm, torchvision, Hugging Face "
         "or facebookresearch checkpoint (.safetensors, .pth, .bin); or an http(s) URL of one, optionally ending "
-        "in '#sha256=<hex digest>'. Preset names are not supported yet."
+        f"in '#sha256=<hex digest>'; or a preset name (keras_convnext.weights.list_presets()).{unknown_preset_hint(text)}"
     )
 
 
@@ -84,8 +93,11 @@ __all__ = [
     "detect_layout",
     "download",
     "load_checkpoint",
+    "list_presets",
     "load_weights",
     "model_slots",
+    "preset_for",
+    "presets",
     "read_checkpoint",
     "read_state_dict",
     "resolve_weights",

@@ -1,0 +1,89 @@
+"""The preset registry: well-formed records, "imagenet" defaults, variant checks, and a preset download."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import keras_convnext as kc
+from foreign_checkpoints import hugging_face_logits, hugging_face_model, normalised_images, to_timm
+from keras_convnext.weights import list_presets, preset_for, presets, sha256_of
+from test_download import server  # noqa: F401 (the fixture)
+
+FIELDS = {"variant", "source", "layout", "urls", "sha256", "classes", "eval", "license", "top1", "default"}
+
+
+@pytest.mark.parametrize("name", list(presets()))
+def test_every_preset_is_well_formed(name):
+    record = presets()[name]
+    assert set(record) == FIELDS
+    assert record["variant"] in kc.list_models()
+    assert record["layout"] in {layout.name for layout in kc.weights.LAYOUTS}
+    assert record["urls"] and all(url.startswith("https://") for url in record["urls"])
+    assert record["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", record["sha256"])
+    assert record["classes"] in (1000, 21841)
+    assert {"input_size", "crop_pct", "interpolation", "mean", "std"} <= set(record["eval"])
+    if record["variant"].startswith("convnextv2"):
+        assert record["license"] == "CC-BY-NC-4.0"
+
+
+def test_the_issue_s_example_tags_are_registered():
+    for tag in ["convnext_tiny.fb_in1k", "convnext_tiny.fb_in22k_ft_in1k", "convnext_base.fb_in22k",
+                "convnextv2_tiny.fcmae_ft_in22k_in1k_384", "convnext_atto.d2_in1k"]:
+        assert tag in presets()
+    assert presets()["convnext_base.fb_in22k"]["classes"] == 21841
+    assert len(list_presets("convnext_tiny")) >= 3  # keras.applications, fb_in1k, fb_in22k_ft_in1k
+
+
+@pytest.mark.parametrize("variant", kc.list_models())
+def test_imagenet_means_one_default_preset_of_the_same_variant(variant):
+    defaults = [name for name in list_presets(variant) if presets()[name]["default"]]
+    assert len(defaults) <= 1
+    if defaults:
+        assert preset_for("imagenet", variant) == defaults[0]
+    else:
+        with pytest.raises(ValueError, match=f"No ImageNet weights are known for {variant}"):
+            preset_for("imagenet", variant)
+
+
+def test_a_preset_of_another_variant_is_refused_before_building():
+    with pytest.raises(ValueError, match=r"Preset 'convnext_tiny.fb_in1k' holds convnext_tiny weights, not convnext_atto"):
+        kc.ConvNeXtAtto(weights="convnext_tiny.fb_in1k")
+
+
+def test_a_misspelt_preset_gets_a_suggestion():
+    with pytest.raises(ValueError, match=r"Did you mean 'convnext_tiny.fb_in1k'"):
+        kc.ConvNeXtTiny(weights="convnext_tiny.fb_1k")
+
+
+def test_imagenet_preset_downloads_and_loads(server, tmp_path, monkeypatch, rng):  # noqa: F811
+    reference = hugging_face_model("V1", arch={"depths": [2, 2, 6, 2], "hidden_sizes": [40, 80, 160, 320]}, classes=1000)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in to_timm(reference.state_dict(), conv_mlp=True).items()}, str(path))
+    from test_download import _Handler
+
+    _Handler.files["/timm/convnext_atto.d2_in1k/model.safetensors"] = path.read_bytes()
+    record = presets()["convnext_atto.d2_in1k"]
+    monkeypatch.setitem(record, "urls", [f"{server}/timm/convnext_atto.d2_in1k/model.safetensors"])
+    monkeypatch.setitem(record, "sha256", sha256_of(path))
+    model = kc.ConvNeXtAtto(weights="imagenet", include_preprocessing=False, classifier_activation=None,
+                            input_shape=(64, 64, 3))
+    images = normalised_images(rng)
+    expected = hugging_face_logits(reference, images)
+    delta = np.abs(keras.ops.convert_to_numpy(model(images)) - expected).max()
+    assert delta <= 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_a_21841_class_head_loads(tmp_path, rng):
+    reference = hugging_face_model("V1", classes=21841)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    model = kc.ConvNeXt((1, 1, 2, 1), (8, 16, 24, 32), classes=21841, include_preprocessing=False,
+                        classifier_activation=None, input_shape=(64, 64, 3), weights=path)
+    images = normalised_images(rng)
+    expected = hugging_face_logits(reference, images)
+    assert model.output_shape == (None, 21841)
+    assert np.abs(keras.ops.convert_to_numpy(model(images)) - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
