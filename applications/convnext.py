@@ -77,8 +77,9 @@ def ConvNeXt(
         norm_epsilon: epsilon of every LayerNorm.
         include_top: end with the classifier (pool, LayerNorm, dense, activation).
         include_preprocessing: the model takes RGB in 0..255 and normalises with ImageNet mean/std.
-        weights: ``None`` (random initialisation) or a checkpoint file in any supported layout (our
-            ``.weights.h5``, keras.applications ``.h5``, timm, torchvision, Hugging Face, facebookresearch).
+        weights: ``None`` (random initialisation), a preset name, an http(s) URL, or a checkpoint file in
+            any supported layout (our ``.weights.h5``, keras.applications ``.h5``, timm, torchvision,
+            Hugging Face, facebookresearch). ``"imagenet"`` needs a variant builder, which knows its default.
         input_tensor: optional Keras tensor (or backend tensor) to use as the image input.
         input_shape: shape without the batch axis; default ``(224, 224, 3)`` with the top, else open size.
         pooling: without the top, ``None`` (feature map), ``"avg"`` or ``"max"`` (pooled and normalised).

@@ -52,15 +52,17 @@ def sniff_container(path):
     )
 
 
-def read_state_dict(path):
+def read_state_dict(path, container=None):
     """Reads a safetensors, torch or Keras 2 ``.h5`` checkpoint into ``{key: float32 numpy array}``.
+
+    ``container`` is ``sniff_container(path)``, passed by a caller that has already looked.
 
     Example:
         >>> state = read_state_dict("pytorch_model.bin")  # doctest: +SKIP
         >>> state["classifier.weight"].shape
         (1000, 768)
     """
-    container = sniff_container(path)
+    container = container or sniff_container(path)
     if container == "safetensors":
         state = _read_safetensors(path)
     elif container == "torch":

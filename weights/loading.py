@@ -36,12 +36,12 @@ def model_slots(model):
 
 
 def convert_state_dict(state, layout=None):
-    """Maps a source state dict to ``{canonical key: Keras-layout array}``; returns it and the unmatched keys.
+    """Maps a source state dict to ``{canonical key: Keras-layout array}``: ``(arrays, unmatched keys, layout)``.
 
     Example:
-        >>> arrays, unmatched = convert_state_dict({"stem.0.weight": np.zeros((96, 3, 4, 4))})
-        >>> arrays["stem/conv/kernel"].shape, unmatched
-        ((4, 4, 3, 96), [])
+        >>> arrays, unmatched, layout = convert_state_dict({"stem.0.weight": np.zeros((96, 3, 4, 4))})
+        >>> arrays["stem/conv/kernel"].shape, unmatched, layout.name
+        ((4, 4, 3, 96), [], 'timm')
     """
     state = {key.removeprefix("module."): value for key, value in state.items()}
     layout = layout or detect_layout(state)
@@ -129,7 +129,7 @@ def load_checkpoint(model, path):
     if container == "keras":
         _load_keras_weights(model, path)
         return "keras_convnext"
-    arrays, unmatched, layout = read_checkpoint(path)
+    arrays, unmatched, layout = convert_state_dict(read_state_dict(path, container))
     assign_arrays(model, arrays, source=f"{layout.name} checkpoint {path}", unmatched=unmatched)
     return layout.name
 
