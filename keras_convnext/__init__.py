@@ -40,6 +40,7 @@ from keras_convnext.applications import (
     list_models,
 )
 from keras_convnext.conversion import convert_weights
+from keras_convnext.evaluation import decode_predictions, imagenet_classes, preprocess_image
 from keras_convnext.layers import (
     ConvNeXtBlock,
     ConvNeXtDownsample,

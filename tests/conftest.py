@@ -31,6 +31,12 @@ def _float32_policy():
     keras.config.set_dtype_policy("float32")
 
 
+@pytest.fixture(autouse=True)
+def _private_weights_cache(tmp_path, monkeypatch):
+    """Downloads and converted checkpoints go to the test's own folder, never to the user's ~/.keras."""
+    monkeypatch.setenv("KERAS_CONVNEXT_CACHE", str(tmp_path / "weights-cache"))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -32,7 +32,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_CONVNEXT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_CONVNEXT_CACHE", str(tmp_path / "cache"))  # a name of its own, to list its files
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -55,7 +55,7 @@ def _publish(tmp_path, name):
 
 
 def _cached_files(tmp_path):
-    root = tmp_path / "cache"
+    root = tmp_path / "cache" / "downloads"
     return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 

@@ -224,3 +224,86 @@ def test_convert_refuses_a_checkpoint_of_another_variant(tmp_path):
     with pytest.raises(ValueError, match=r"stem/conv/kernel has shape \(4, 4, 3, 8\) in the .* and \(4, 4, 3, 40\) in the model"):
         kc.convert_weights(source, "convnext_atto", tmp_path / "out.weights.h5")
     assert not (tmp_path / "out.weights.h5").exists()
+
+
+def _converted_files():
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ["KERAS_CONVNEXT_CACHE"]) / "converted"
+    return sorted(root.glob("*.weights.h5")) if root.exists() else []
+
+
+def test_a_converted_checkpoint_is_cached_and_the_second_load_is_a_plain_keras_load(tmp_path, rng, monkeypatch):
+    reference = hugging_face_model("V1")
+    path = save(to_fb(reference.state_dict()), tmp_path / "checkpoint.pth")
+    images = normalised_images(rng)
+    expected = hugging_face_logits(reference, images)
+    assert kc.weights.load_weights(ours("V1"), path) == "fb"
+    (cached,) = _converted_files()
+    assert cached.name == f"{kc.weights.sha256_of(path)[:16]}.weights.h5"
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the checkpoint was read again instead of the converted cache")
+
+    monkeypatch.setattr("keras_convnext.weights.loading.read_state_dict", no_conversion)
+    model = ours("V1")
+    assert kc.weights.load_weights(model, path) == "keras_convnext"
+    assert_logits_close(model, expected, images, "cached conversion")
+    with pytest.warns(UserWarning, match="loaded every weight but the classifier"):
+        ours("V1", classes=3, weights=path)
+
+
+def test_a_partial_load_caches_nothing(tmp_path):
+    path = save(hugging_face_model("V2").state_dict(), tmp_path / "model.safetensors")
+    ours("V2", include_top=False, weights=path)
+    assert _converted_files() == []
+
+
+def test_the_cached_conversion_of_another_variant_still_names_what_does_not_fit(tmp_path):
+    path = save(hugging_face_model("V1").state_dict(), tmp_path / "model.safetensors")
+    ours("V1", weights=path)
+    with pytest.raises(ValueError, match=r"stem/conv/kernel has shape \(4, 4, 3, 8\) in the .* and \(4, 4, 3, 40\) in the model"):
+        kc.ConvNeXtAtto(weights=path, input_shape=(64, 64, 3))
+
+
+def test_our_weights_file_of_a_deeper_model_is_refused_and_changes_nothing(tmp_path):
+    deeper = kc.ConvNeXt((1, 1, 2, 1), (8, 8, 8, 8), input_shape=(32, 32, 3), classes=5)
+    deeper.save_weights(tmp_path / "deeper.weights.h5")
+    model = kc.ConvNeXt((1, 1, 1, 1), (8, 8, 8, 8), input_shape=(32, 32, 3), classes=5)
+    before = [keras.ops.convert_to_numpy(v) for v in model.weights]
+    with pytest.raises(ValueError, match=r"does not fit this model: it holds \d+ tensors and the model \d+ besides its head"):
+        kc.weights.load_weights(model, tmp_path / "deeper.weights.h5")
+    for value, variable in zip(before, model.weights):
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(variable))
+
+
+@pytest.mark.parametrize("other", ["tensorflow", "jax", "torch"])
+def test_one_converted_file_gives_the_same_logits_on_every_backend(tmp_path, rng, other):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    reference = hugging_face_model("V2")
+    converted = kc.weights.convert(
+        save(to_timm(reference.state_dict()), tmp_path / "model.safetensors"), ours("V2"), tmp_path / "v2.weights.h5"
+    )
+    images = normalised_images(rng)
+    np.save(tmp_path / "images.npy", images)
+    kwargs = {
+        "depths": SMALL["depths"], "dims": SMALL["hidden_sizes"], "use_grn": True, "layer_scale_init_value": None,
+        "include_preprocessing": False, "classifier_activation": None, "classes": 5, "input_shape": [64, 64, 3],
+    }
+    worker = Path(__file__).with_name("cross_backend_worker.py")
+    result = subprocess.run(
+        [sys.executable, str(worker), str(converted), str(tmp_path / "images.npy"), str(tmp_path / "out.npy"), json.dumps(kwargs)],
+        env={**os.environ, "KERAS_BACKEND": other}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = np.load(tmp_path / "out.npy")
+    expected = hugging_face_logits(reference, images)
+    delta = float(np.abs(got - expected).max())
+    print(f"converted .weights.h5 under {other}: max |delta logits| vs Hugging Face = {delta:.2e}")
+    assert delta <= 1e-5 * max(1.0, float(np.abs(expected).max()))

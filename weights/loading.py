@@ -1,11 +1,15 @@
 """Putting a checkpoint's arrays into a model by structure: canonical keys, checks first, then assignment."""
 
+import collections
 import re
 import warnings
 
+import h5py
 import keras
 
+from keras_convnext.weights.atomic_save import save_weights
 from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
+from keras_convnext.weights.download import cache_dir, sha256_of
 from keras_convnext.weights.layouts import detect_layout
 
 HEAD_PREFIXES = ("head_dense/",)
@@ -129,9 +133,31 @@ def load_checkpoint(model, path):
     if container == "keras":
         _load_keras_weights(model, path)
         return "keras_convnext"
+    converted = converted_cache_path(path)
+    if converted.exists():
+        try:
+            _load_keras_weights(model, converted)
+            return "keras_convnext"
+        except ValueError:
+            pass  # cached for another architecture: convert again, which names what does not fit
     arrays, unmatched, layout = convert_state_dict(read_state_dict(path, container))
-    assign_arrays(model, arrays, source=f"{layout.name} checkpoint {path}", unmatched=unmatched)
+    skipped = assign_arrays(model, arrays, source=f"{layout.name} checkpoint {path}", unmatched=unmatched)
+    if not skipped:  # the model holds the whole checkpoint: keep it as a plain Keras weight file
+        try:
+            save_weights(model, converted)
+        except OSError as error:
+            warnings.warn(f"Could not cache the converted weights at {converted} ({error}); loading goes on.", stacklevel=2)
     return layout.name
+
+
+def converted_cache_path(path):
+    """Where the ``.weights.h5`` converted from checkpoint ``path`` is cached, keyed by the file's SHA-256.
+
+    Example:
+        >>> converted_cache_path("convnext_tiny_1k_224_ema.pth")  # doctest: +SKIP
+        PosixPath('~/.keras/keras_convnext/converted/9c9b3a0e1f2d4c5b.weights.h5')
+    """
+    return cache_dir() / "converted" / f"{sha256_of(path)[:16]}.weights.h5"
 
 
 def read_checkpoint(path):
@@ -147,6 +173,7 @@ def read_checkpoint(path):
 
 def _load_keras_weights(model, path):
     """``model.load_weights`` that restores every variable if it fails, and tolerates only a new classifier."""
+    _check_keras_file_fits(model, path)
     snapshot = [keras.ops.convert_to_numpy(v) for v in model.weights]
     try:
         try:
@@ -172,4 +199,20 @@ def _load_keras_weights(model, path):
         raise
 
 
-__all__ = ["assign_arrays", "canonical_key", "convert_state_dict", "load_checkpoint", "model_slots", "read_checkpoint"]
+def _check_keras_file_fits(model, path):
+    """Keras loads a file with extra layers without a word; refuse one that holds more than our head."""
+    in_file = []
+    with h5py.File(path, "r") as f:
+        f["layers"].visititems(lambda name, obj: in_file.append(obj.shape) if isinstance(obj, h5py.Dataset) else None)
+    in_model = [tuple(v.shape) for v in model.weights if not canonical_key(v.path).startswith(OPTIONAL_PREFIXES)]
+    not_found = collections.Counter(in_model) - collections.Counter(in_file)
+    head_tensors = 4  # head_layernorm gamma/beta, head_dense kernel/bias
+    if not_found or len(in_file) > len(in_model) + head_tensors:
+        raise ValueError(
+            f"{path} does not fit this model: it holds {len(in_file)} tensors and the model {len(in_model)} "
+            f"besides its head{'; no tensor of shape ' + str(next(iter(not_found))) + ' in the file' if not_found else ''}. "
+            "Was it saved from another variant?"
+        )
+
+
+__all__ = ["assign_arrays", "converted_cache_path", "canonical_key", "convert_state_dict", "load_checkpoint", "model_slots", "read_checkpoint"]

@@ -1,0 +1,78 @@
+"""Evaluation helpers: a preset's eval preprocessing, and ImageNet-1k class names for predictions."""
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from keras_convnext.weights import presets
+
+CLASSES_FILE = Path(__file__).with_name("imagenet_classes.json")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
+
+def preprocess_image(image, preset="convnext_tiny.fb_in1k"):
+    """Resizes and centre-crops an image as ``preset``'s eval config says; returns (size, size, 3) float32 0..255.
+
+    The shorter side goes to ``floor(input_size / crop_pct)`` with the preset's interpolation, then the
+    centre ``input_size`` square is kept (timm's eval transform). Mean/std normalisation is left to the
+    model (``include_preprocessing=True``). ``image`` is a file path or an RGB array in 0..255.
+
+    Example:
+        >>> x = preprocess_image("cat.jpg", "convnext_tiny.fb_in1k")  # doctest: +SKIP
+        >>> model.predict(x[None])
+    """
+    from PIL import Image
+
+    if preset not in presets():
+        raise ValueError(f"Unknown preset {preset!r}; see keras_convnext.weights.list_presets().")
+    config = presets()[preset]["eval"]
+    if config["interpolation"] not in INTERPOLATIONS:
+        raise ValueError(f"Preset {preset!r} names interpolation {config['interpolation']!r}; expected one of {INTERPOLATIONS}.")
+    if isinstance(image, (str, Path)):
+        picture = Image.open(image).convert("RGB")
+    else:
+        array = np.asarray(image)
+        if array.ndim != 3 or array.shape[-1] != 3:
+            raise ValueError(f"Expected an RGB image of shape (height, width, 3) in 0..255; got shape {array.shape}.")
+        picture = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
+    size = int(config["input_size"])
+    scale = math.floor(size / config["crop_pct"])
+    width, height = picture.size
+    ratio = scale / min(width, height)
+    new_size = (max(size, round(width * ratio)), max(size, round(height * ratio)))
+    picture = picture.resize(new_size, getattr(Image.Resampling, config["interpolation"].upper()))
+    left, top = (new_size[0] - size) // 2, (new_size[1] - size) // 2
+    return np.asarray(picture.crop((left, top, left + size, top + size)), dtype=np.float32)
+
+
+@functools.cache
+def imagenet_classes():
+    """The 1000 ImageNet-1k class names in label order.
+
+    Example:
+        >>> imagenet_classes()[:2]
+        ['tench', 'goldfish']
+    """
+    return json.loads(CLASSES_FILE.read_text())["classes"]
+
+
+def decode_predictions(predictions, top=5):
+    """``[(class index, class name, score), ...]`` for the ``top`` classes of each row of ``predictions``.
+
+    Example:
+        >>> decode_predictions(np.eye(1000)[[1]], top=1)
+        [[(1, 'goldfish', 1.0)]]
+    """
+    predictions = np.asarray(predictions)
+    if predictions.ndim != 2 or predictions.shape[1] != 1000:
+        raise ValueError(
+            f"decode_predictions expects ImageNet-1k scores of shape (batch, 1000); got shape {predictions.shape}."
+        )
+    if not 1 <= top <= 1000:
+        raise ValueError(f"top must be between 1 and 1000; got {top!r}.")
+    names = imagenet_classes()
+    order = np.argsort(-predictions, axis=1)[:, :top]
+    return [[(int(i), names[i], float(row[i])) for i in indices] for row, indices in zip(predictions, order)]
