@@ -3,6 +3,11 @@
 import keras
 from keras import ops
 
+# sqrt's gradient is infinite at 0, so a channel that is all zeros (common in bfloat16, and at 1x1 feature maps)
+# would make every gradient NaN; flooring the sum of squares at float32's smallest normal number gives it a zero
+# gradient there, as torch.linalg.vector_norm does, and changes Gx by at most 1e-19.
+_SUM_OF_SQUARES_FLOOR = 1.1754944e-38
+
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 
 
@@ -40,7 +45,8 @@ class GlobalResponseNorm(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
-        gx = ops.sqrt(ops.sum(ops.square(x), axis=self.spatial_axes, keepdims=True))
+        sum_of_squares = ops.sum(ops.square(x), axis=self.spatial_axes, keepdims=True)
+        gx = ops.sqrt(ops.maximum(sum_of_squares, _SUM_OF_SQUARES_FLOOR))
         nx = gx / (ops.mean(gx, axis=self.axis, keepdims=True) + self.epsilon)
         gamma = ops.cast(self.gamma, "float32")
         beta = ops.cast(self.beta, "float32")
