@@ -5,8 +5,11 @@ import tempfile
 from pathlib import Path
 
 
-def save_weights(model, path):
+def save_weights(model, path, include_optimizer=False):
     """Saves ``model``'s weights to ``path`` (a ``.weights.h5`` file) through a temporary file and a rename.
+
+    Keras writes a compiled model's optimizer state (moments, EMA) into ``.weights.h5`` too, tripling its size;
+    the shared weight file holds the model alone unless ``include_optimizer`` (as a training backup needs).
 
     Example:
         >>> save_weights(model, "out/convnext_atto.weights.h5")
@@ -17,6 +20,12 @@ def save_weights(model, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial.weights.h5")
     os.close(fd)
+    if not include_optimizer and getattr(model, "optimizer", None) is not None:
+        import keras
+
+        trained = model
+        model = keras.models.clone_model(trained)
+        model.set_weights(trained.get_weights())
     try:
         model.save_weights(temporary, overwrite=True)
         os.replace(temporary, path)
