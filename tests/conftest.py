@@ -23,6 +23,32 @@ def perturb(model, seed=0, scale=0.1):
     return model
 
 
+def loss_and_gradients(model, inputs, loss_of_outputs):
+    """``(loss, gradients)`` of ``loss_of_outputs(model(inputs, training=True))`` w.r.t. every trainable variable,
+    with the active backend's own autodiff, as NumPy."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_of_outputs(model(inputs, training=True))
+        grads = tape.gradient(loss, [v.value for v in model.trainable_variables])
+    elif BACKEND == "torch":
+        loss = loss_of_outputs(model(inputs, training=True))
+        model.zero_grad()
+        loss.backward()
+        grads = [v.value.grad for v in model.trainable_variables]
+    else:
+        import jax
+
+        def compute(trainable):
+            non_trainable = [v.value for v in model.non_trainable_variables]
+            outputs, _ = model.stateless_call(trainable, non_trainable, inputs, training=True)
+            return loss_of_outputs(outputs)
+
+        loss, grads = jax.value_and_grad(compute)([v.value for v in model.trainable_variables])
+    return float(keras.ops.convert_to_numpy(loss)), [keras.ops.convert_to_numpy(g) for g in grads]
+
+
 @pytest.fixture(autouse=True)
 def _float32_policy():
     """Every test starts and ends under float32, even one that sets a mixed-precision policy and fails."""

@@ -6,7 +6,7 @@ import pytest
 
 import keras_convnext as kc
 import numpy_reference as ref
-from conftest import perturb
+from conftest import loss_and_gradients, perturb
 
 ATOL = 1e-5
 
@@ -95,6 +95,23 @@ def test_grn_matches_numpy(rng, data_format):
     if data_format == "channels_first":
         out = out.transpose(0, 2, 3, 1)
     np.testing.assert_allclose(out, ref.grn(x.astype("float64"), gamma, beta), atol=ATOL)
+
+
+def test_grn_gradients_stay_finite_when_a_channel_is_all_zeros(rng):
+    # sqrt'(0) is infinite; an all-zero channel (a bfloat16 underflow, a 1x1 map after GELU) once made the
+    # gradients of every layer before GRN NaN in training.
+    dense, grn = keras.layers.Dense(6), kc.GlobalResponseNorm()
+    model = keras.Sequential([keras.Input((1, 1, 4)), dense, grn])
+    kernel = rng.normal(size=(4, 6)).astype("float32")
+    kernel[:, 2] = 0.0  # channel 2 is zero for every input
+    dense.set_weights([kernel, np.zeros(6, "float32")])
+    grn.set_weights([rng.normal(size=6).astype("float32"), rng.normal(size=6).astype("float32")])
+    x = rng.normal(size=(2, 1, 1, 4)).astype("float32")
+    loss, grads = loss_and_gradients(model, x, lambda y: keras.ops.sum(keras.ops.square(y)))
+    assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads), grads
+    hidden = x @ kernel
+    expected = ref.grn(hidden.astype("float64"), *[w.astype("float64") for w in grn.get_weights()])
+    np.testing.assert_allclose(_np(model(x)), expected, atol=ATOL)
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
