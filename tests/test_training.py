@@ -1,11 +1,12 @@
-"""One ``fit`` lowers the loss, in float32 and under mixed precision, on the active backend."""
+"""``fit`` lowers the loss (float32 and mixed precision, plain and with the recipe), MixUp/CutMix, remat."""
 
 import keras
 import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import BACKEND, TINY_ARCH
+from conftest import BACKEND, TINY_ARCH, loss_and_gradients, perturb
+from keras_convnext import training
 
 
 def _batch(rng, n=8):
@@ -45,3 +46,69 @@ def test_mixed_precision_builds_predicts_and_trains(rng, policy):
     before, losses, after = _fit_and_evaluate(model, images, labels, steps=3)
     assert np.all(np.isfinite(losses)) and np.isfinite(after)
     assert after < before, (BACKEND, policy, before, after)
+
+
+def _one_hot_batches(rng, n=8, batch=4):
+    import tensorflow as tf
+
+    images = rng.uniform(0, 255, (n, 32, 32, 3)).astype("float32")
+    labels = np.eye(4, dtype="float32")[np.arange(n) % 4]
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
+
+
+@pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0), (0.8, 1.0)])
+def test_mixup_and_cutmix_batches_keep_label_sums_of_one(rng, mixup, cutmix):
+    mix = training.batch_mixing(mixup_alpha=mixup, cutmix_alpha=cutmix, seed=1)
+    augment = training.image_augmentation(seed=1)
+    mixed_any = False
+    for images, labels in _one_hot_batches(rng, n=32).map(augment).map(mix):
+        labels = labels.numpy()
+        np.testing.assert_allclose(labels.sum(axis=-1), 1.0, atol=1e-6)
+        assert images.shape == (4, 32, 32, 3) and labels.min() >= 0
+        mixed_any |= bool(np.any((labels > 0) & (labels < 1)))
+    assert mixed_any  # labels really were mixed, not passed through
+
+
+def test_batch_mixing_is_off_when_both_are_zero_and_rejects_negative_values():
+    assert training.batch_mixing(mixup_alpha=0, cutmix_alpha=0) is None
+    with pytest.raises(ValueError, match="mixup_alpha must be >= 0"):
+        training.batch_mixing(mixup_alpha=-1)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_recipe_fit_with_mixing_lowers_the_loss(rng, policy):
+    keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
+    model = kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4, drop_path_rate=0.1)
+    data = _one_hot_batches(rng, n=8, batch=8)
+    model.compile(
+        optimizer=training.recipe_optimizer(model, learning_rate=2e-3, total_steps=12, warmup_steps=2, layer_decay=0.8),
+        loss=training.recipe_loss(0.1),
+    )
+    before = model.evaluate(data, verbose=0)
+    mix = training.batch_mixing(mixup_alpha=0.2, cutmix_alpha=0.0, seed=0)
+    history = model.fit(data.map(mix), epochs=12, verbose=0)
+    after = model.evaluate(data, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert after < before * 0.9, (policy, before, after)
+
+
+def _loss_and_gradients(model, images, labels):
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    return loss_and_gradients(model, images, lambda outputs: loss_fn(labels, outputs))
+
+
+def test_gradient_checkpointing_per_stage_gives_the_same_loss_and_gradients(rng):
+    images = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    labels = np.arange(4) % 4
+    plain = kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4)
+    with training.checkpoint_stages((1, 2)):
+        checkpointed = kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4)
+    checkpointed.set_weights(perturb(plain).get_weights())
+    remat = {layer.name for layer in checkpointed.layers if getattr(layer, "_remat_mode", None) is not None}
+    assert {"stage_1_block_0", "stage_2_block_0", "stage_2_block_1"} <= remat and "stage_0_block_0" not in remat
+    loss, grads = _loss_and_gradients(plain, images, labels)
+    remat_loss, remat_grads = _loss_and_gradients(checkpointed, images, labels)
+    assert remat_loss == pytest.approx(loss, rel=1e-6)
+    for variable, g, h in zip(plain.trainable_variables, grads, remat_grads):
+        np.testing.assert_allclose(h, g, rtol=1e-4, atol=1e-6, err_msg=variable.path)

@@ -1,0 +1,97 @@
+"""Image folders (one sub-folder per class) checked up front and read with ``keras.utils.image_dataset_from_directory``."""
+
+from pathlib import Path
+
+import numpy as np
+
+# The extensions image_dataset_from_directory reads.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+def scan_image_folder(data_dir, *, min_classes=2):
+    """The sorted class names of ``data_dir`` and its image count, after opening the header of every image.
+
+    Raises ``ValueError`` naming the problem (no such folder, no class sub-folders, fewer than ``min_classes``
+    classes with images, or the files that are not readable images) before anything is trained.
+
+    Example:
+        >>> scan_image_folder("flowers/")
+        (['daisy', 'rose', 'tulip'], 1500)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise ValueError(f"{str(root)!r} is not a folder; expected a folder with one sub-folder of images per class.")
+    counts, unreadable = {}, []
+    for folder in sorted(path for path in root.iterdir() if path.is_dir()):
+        files = [f for f in sorted(folder.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    image.verify()
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+                unreadable.append(str(file))
+        counts[folder.name] = len(files)
+    if unreadable:
+        shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise ValueError(f"{len(unreadable)} file(s) in {str(root)!r} are not readable images: {shown}.")
+    classes = [name for name, count in counts.items() if count]
+    if not classes:
+        raise ValueError(
+            f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in the class sub-folders of {str(root)!r}; "
+            "expected DATA_DIR/<class name>/<image files>."
+        )
+    if len(classes) < min_classes:
+        raise ValueError(
+            f"{str(root)!r} has images of {len(classes)} class(es) ({', '.join(classes)}); "
+            f"expected at least {min_classes} sub-folders with images, one per class."
+        )
+    empty = [name for name, count in counts.items() if not count]
+    if empty:
+        raise ValueError(f"Class folder(s) {empty} in {str(root)!r} hold no images; remove them or add images.")
+    return classes, sum(counts.values())
+
+
+def image_folder_datasets(data_dir, *, image_size, batch_size, validation_split=0.2, seed=0):
+    """``(train, validation, class_names)``: batched ``tf.data`` datasets of 0..255 float images and one-hot labels.
+
+    ``validation`` is ``None`` when ``validation_split`` is 0. Images are resized to ``image_size`` after a
+    centre crop to a square, so they are not distorted.
+
+    Example:
+        >>> train, validation, class_names = image_folder_datasets("flowers/", image_size=224, batch_size=32)
+    """
+    import keras
+
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}.")
+    class_names, _ = scan_image_folder(data_dir)
+    options = dict(
+        labels="inferred", label_mode="categorical", class_names=class_names, image_size=(image_size, image_size),
+        batch_size=batch_size, crop_to_aspect_ratio=True, seed=seed, verbose=False,
+    )
+    if validation_split:
+        train, validation = keras.utils.image_dataset_from_directory(
+            data_dir, validation_split=validation_split, subset="both", **options
+        )
+    else:
+        train, validation = keras.utils.image_dataset_from_directory(data_dir, shuffle=True, **options), None
+    return train, validation, class_names
+
+
+def evaluation_dataset(data_dir, *, image_size, batch_size=32):
+    """``(images dataset, labels array, class_names)`` of a whole image folder, in a fixed order, for evaluation.
+
+    Example:
+        >>> images, labels, class_names = evaluation_dataset("flowers-test/", image_size=224)
+    """
+    import keras
+
+    class_names, _ = scan_image_folder(data_dir)
+    dataset = keras.utils.image_dataset_from_directory(
+        data_dir, labels="inferred", label_mode="int", class_names=class_names, image_size=(image_size, image_size),
+        batch_size=batch_size, crop_to_aspect_ratio=True, shuffle=False, verbose=False,
+    )
+    labels = np.concatenate([batch_labels.numpy() for _, batch_labels in dataset])
+    return dataset.map(lambda images, _: images), labels, class_names

@@ -1,0 +1,240 @@
+"""``keras-convnext train``: fine-tune or train a ConvNeXt on an image folder, resumable after a kill."""
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import keras
+
+from keras_convnext.training.augment import batch_mixing, image_augmentation
+from keras_convnext.training.backup import AtomicBackupAndRestore, write_text_atomically
+from keras_convnext.training.datasets import image_folder_datasets, scan_image_folder
+from keras_convnext.training.history import HistoryCSV, read_history
+from keras_convnext.training.plots import plot_history
+from keras_convnext.training.recipe import recipe_loss, recipe_optimizer
+
+CONFIG_FILE = "train_config.json"
+MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as ``train_config.json`` so that ``--resume`` can check it.
+
+    ``learning_rate`` ``None``: 2e-3 from scratch, 1e-4 with ``weights``. ``layer_decay`` ``None``: off from
+    scratch; with ``weights`` 0.8 for V1 and 0.9 for V2 (the official fine-tuning values). ``drop_path_rate``
+    ``None``: the variant's recipe value.
+
+    Example:
+        >>> TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet", epochs=30)
+    """
+
+    data_dir: str
+    variant: str = "convnext_atto"
+    weights: str | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    image_size: int = 224
+    learning_rate: float | None = None
+    layer_decay: float | None = None
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    ema: bool = False
+    ema_momentum: float = 0.999
+    mixed_precision: str | None = None
+    drop_path_rate: float | None = None
+    label_smoothing: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    rand_augment: bool = True
+    random_erasing: float = 0.25
+    validation_split: float = 0.2
+    seed: int = 0
+
+    def check(self):
+        """Raises ``ValueError`` naming the first bad field.
+
+        Example:
+            >>> TrainConfig(data_dir="d", epochs=0).check()
+            Traceback (most recent call last):
+            ValueError: epochs must be a positive integer; got 0.
+        """
+        from keras_convnext.applications import get_variant
+
+        get_variant(self.variant)
+        for name in ("epochs", "batch_size", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be at least 32 (ConvNeXt downsamples by 32); got {self.image_size}.")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}; got {self.mixed_precision!r}.")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate!r}.")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1); got {self.warmup_fraction!r}.")
+        if not 0.0 < self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in (0, 1); got {self.ema_momentum!r}.")
+
+    def resolved(self):
+        """The learning rate, layer decay and drop-path rate this run uses once the defaults are filled in.
+
+        Example:
+            >>> TrainConfig(data_dir="d", variant="convnext_tiny", weights="imagenet").resolved()
+            {'learning_rate': 0.0001, 'layer_decay': 0.8, 'drop_path_rate': 0.1}
+        """
+        from keras_convnext.applications import get_variant
+
+        variant = get_variant(self.variant)
+        fine_tuning = self.weights is not None
+        layer_decay = self.layer_decay
+        if layer_decay is None and fine_tuning:
+            layer_decay = 0.9 if variant.family == "V2" else 0.8
+        drop_path = self.drop_path_rate if self.drop_path_rate is not None else (variant.recipe_drop_path_rate or 0.0)
+        return {
+            "learning_rate": self.learning_rate or (1e-4 if fine_tuning else 2e-3),
+            "layer_decay": None if layer_decay in (None, 1.0) else layer_decay,
+            "drop_path_rate": drop_path,
+        }
+
+
+def _check_output(output, config, resume):
+    """Refuses to mix two runs in one folder; returns how far the run in ``output`` got (0 if fresh)."""
+    saved_path = Path(output) / CONFIG_FILE
+    if not saved_path.exists():
+        return 0
+    if not resume:
+        raise ValueError(
+            f"{str(output)!r} already holds a training run; pass --resume to continue it, or another --output."
+        )
+    saved = json.loads(saved_path.read_text())["config"]
+    current = dataclasses.asdict(config)
+    changed = {key: (saved.get(key), value) for key, value in current.items() if saved.get(key) != value}
+    if changed:
+        details = ", ".join(f"{key}: was {old!r}, now {new!r}" for key, (old, new) in changed.items())
+        raise ValueError(f"--resume must repeat the run's settings; these differ from {saved_path}: {details}.")
+    return AtomicBackupAndRestore(Path(output) / "backup").completed_epochs()
+
+
+def _build_model(config, classes, resolved):
+    from keras_convnext.applications import create_model
+
+    return create_model(
+        config.variant,
+        weights=config.weights,
+        input_shape=(config.image_size, config.image_size, 3),
+        classes=classes,
+        drop_path_rate=resolved["drop_path_rate"],
+        head_init_scale=0.001 if config.weights else 1.0,
+    )
+
+
+def _training_pipeline(train, config):
+    import tensorflow as tf
+
+    if config.rand_augment or config.random_erasing:
+        augment = image_augmentation(
+            flip=True, rand_augment=config.rand_augment, random_erasing=config.random_erasing, seed=config.seed
+        )
+        train = train.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    mix = batch_mixing(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, seed=config.seed)
+    if mix is not None:
+        train = train.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    return train.prefetch(tf.data.AUTOTUNE)
+
+
+def _save_keras_atomically(model, path):
+    temporary = path.with_name(f".{path.stem}.partial.keras")
+    model.save(temporary)
+    temporary.replace(path)
+
+
+def train(config, output="train-output", *, resume=False, verbose="auto", log=print):
+    """Trains ``config.variant`` on the image folder ``config.data_dir`` and writes the run to ``output``.
+
+    Writes ``model.weights.h5`` (the EMA weights with ``config.ema``), ``model.keras``, ``history.csv``,
+    ``training_curves.png`` and
+    ``train_config.json`` (with the class names). A run killed at any moment continues from its last completed
+    epoch when started again with ``resume=True`` and the same config.
+
+    Example:
+        >>> summary = train(TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet",
+        ...                             epochs=10, image_size=224), output="runs/flowers")
+        >>> summary["val_accuracy"]
+        0.93
+    """
+    config.check()
+    class_names, image_count = scan_image_folder(config.data_dir)
+    output = Path(output)
+    done = _check_output(output, config, resume)
+    history_path = output / "history.csv"
+    if resume and done == 0 and len(read_history(history_path)) >= config.epochs and (output / "model.weights.h5").exists():
+        log(f"{output} holds a completed run of {config.epochs} epochs; nothing to resume.")
+        return json.loads((output / CONFIG_FILE).read_text())["summary"]
+
+    resolved = config.resolved()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy(config.mixed_precision)
+    keras.utils.set_random_seed(config.seed)
+    train_data, validation, _ = image_folder_datasets(
+        config.data_dir, image_size=config.image_size, batch_size=config.batch_size,
+        validation_split=config.validation_split, seed=config.seed,
+    )
+    steps_per_epoch = int(train_data.cardinality())
+    model = _build_model(config, len(class_names), resolved)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = recipe_optimizer(
+        model,
+        learning_rate=resolved["learning_rate"],
+        total_steps=total_steps,
+        warmup_steps=math.floor(total_steps * config.warmup_fraction),
+        weight_decay=config.weight_decay,
+        layer_decay=resolved["layer_decay"],
+        use_ema=config.ema,
+        ema_momentum=config.ema_momentum,
+    )
+    top_k = min(5, len(class_names))
+    model.compile(
+        optimizer=optimizer,
+        loss=recipe_loss(config.label_smoothing),
+        metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(top_k, name=f"top{top_k}")],
+    )
+    if not done:
+        write_text_atomically(
+            output / CONFIG_FILE,
+            json.dumps({"config": dataclasses.asdict(config), "class_names": class_names, "resolved": resolved}, indent=2),
+        )
+    backup = AtomicBackupAndRestore(output / "backup", delete_checkpoint=False)
+    callbacks = [HistoryCSV(history_path), backup]
+    if config.ema:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
+    log(
+        f"backend {keras.backend.backend()}: {config.variant} on {image_count} images of {len(class_names)} classes "
+        f"({steps_per_epoch} steps per epoch), lr {resolved['learning_rate']:g}, layer decay {resolved['layer_decay']}, "
+        f"drop path {resolved['drop_path_rate']:g}" + (f"; resuming after epoch {done}" if done else "")
+    )
+    model.fit(
+        _training_pipeline(train_data, config), validation_data=validation, epochs=config.epochs,
+        callbacks=callbacks, verbose=verbose, shuffle=False,  # image_dataset_from_directory reshuffles each epoch
+    )
+    return _finish(model, config, output, validation, class_names, history_path, log)
+
+
+def _finish(model, config, output, validation, class_names, history_path, log):
+    from keras_convnext.weights import save_weights
+
+    # With EMA, fit() has ended by copying the EMA into the model: what is saved and evaluated is the EMA.
+    save_weights(model, output / "model.weights.h5")
+    _save_keras_atomically(model, output / "model.keras")
+    metrics = model.evaluate(validation, verbose=0, return_dict=True) if validation is not None else {}
+    rows = read_history(history_path)
+    plot_history(rows, output / "training_curves.png")
+    summary = {"epochs": len(rows), **{f"val_{key}": float(value) for key, value in metrics.items()}}
+    saved = json.loads((output / CONFIG_FILE).read_text())
+    write_text_atomically(output / CONFIG_FILE, json.dumps({**saved, "summary": summary}, indent=2))
+    shutil.rmtree(output / "backup", ignore_errors=True)
+    log(f"wrote {output}/model.weights.h5, model.keras, history.csv, training_curves.png; {summary}")
+    return summary
