@@ -14,10 +14,33 @@ def _info(args):
 def _demo(args):
     from keras_convnext.demo import run_demo
 
-    result = run_demo(
-        variant=args.variant, epochs=args.epochs, samples=args.samples, image_size=args.image_size, output=args.output
+    result = run_demo(variant=args.variant, epochs=args.epochs, image_size=args.image_size, output=args.output)
+    return 0 if result["accuracy"] >= 0.95 else 1
+
+
+def _train(args):
+    from keras_convnext.training.trainer import TrainConfig, train
+
+    config = TrainConfig(
+        data_dir=args.data_dir, variant=args.variant, weights=args.weights, epochs=args.epochs,
+        batch_size=args.batch_size, image_size=args.image_size, learning_rate=args.lr, layer_decay=args.layer_decay,
+        weight_decay=args.weight_decay, ema=args.ema, mixed_precision=args.mixed_precision,
+        drop_path_rate=args.drop_path, label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
+        rand_augment=not args.no_rand_augment, random_erasing=args.random_erasing,
+        validation_split=args.validation_split, seed=args.seed,
     )
-    return 0 if result["accuracy"] > 0.5 else 1
+    train(config, args.output, resume=args.resume, verbose=args.verbose)
+    return 0
+
+
+def _evaluate(args):
+    from keras_convnext.training.evaluate import evaluate_folder
+
+    evaluate_folder(
+        args.data_dir, args.weights, variant=args.variant, image_size=args.image_size,
+        batch_size=args.batch_size, output=args.output,
+    )
+    return 0
 
 
 def _convert(args):
@@ -44,13 +67,52 @@ def build_parser():
     info = commands.add_parser("info", help="list the variants with parameter counts, the backend and versions")
     info.set_defaults(run=_info)
 
-    demo = commands.add_parser("demo", help="train a small ConvNeXt on generated images, save and reload it")
+    demo = commands.add_parser(
+        "demo", help="train a small ConvNeXt on scikit-learn's handwritten digits, save and reload it (no network)"
+    )
     demo.add_argument("--variant", default="convnext_atto", help="a name from `keras-convnext info` (default: convnext_atto)")
-    demo.add_argument("--epochs", type=_positive_int, default=4)
-    demo.add_argument("--samples", type=_positive_int, default=1200, help="images generated, a fifth held out")
+    demo.add_argument("--epochs", type=_positive_int, default=10)
     demo.add_argument("--image-size", type=_positive_int, default=32)
     demo.add_argument("--output", default="demo-output", help="directory for the saved weights")
     demo.set_defaults(run=_demo)
+
+    train = commands.add_parser(
+        "train", help="train or fine-tune on DATA_DIR (one sub-folder of images per class); resumable"
+    )
+    train.add_argument("data_dir", metavar="DATA_DIR", help="a folder with one sub-folder of images per class")
+    train.add_argument("--variant", default="convnext_atto", help="a name from `keras-convnext info`")
+    train.add_argument("--weights", default=None, help="start from: a preset, 'imagenet', a checkpoint file or URL")
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--image-size", type=_positive_int, default=224)
+    train.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 from scratch, 1e-4 with --weights)")
+    train.add_argument("--layer-decay", type=float, default=None,
+                       help="layer-wise lr decay (default: off from scratch; 0.8 V1 / 0.9 V2 with --weights; 1 = off)")
+    train.add_argument("--weight-decay", type=float, default=0.05)
+    train.add_argument("--ema", action="store_true", help="keep an EMA of the weights; validate and save it")
+    train.add_argument("--mixed-precision", nargs="?", const="mixed_bfloat16", default=None,
+                       choices=["mixed_bfloat16", "mixed_float16"], help="mixed precision (default when given: mixed_bfloat16)")
+    train.add_argument("--drop-path", type=float, default=None, help="stochastic depth (default: the variant's recipe value)")
+    train.add_argument("--label-smoothing", type=float, default=0.1)
+    train.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0 = off; the recipe uses 0.8 from scratch)")
+    train.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0 = off; the recipe uses 1.0 from scratch)")
+    train.add_argument("--no-rand-augment", action="store_true", help="turn RandAugment off")
+    train.add_argument("--random-erasing", type=float, default=0.25, help="RandomErasing probability (0 = off)")
+    train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--output", default="train-output", help="folder for weights, model, history and plots")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
+    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity (1: progress bar)")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, top-5 and a confusion matrix on DATA_DIR")
+    evaluate.add_argument("data_dir", metavar="DATA_DIR", help="a folder with one sub-folder of images per class")
+    evaluate.add_argument("--weights", required=True, help="a training run folder, its model.keras, or a .weights.h5")
+    evaluate.add_argument("--variant", default=None, help="needed for a .weights.h5 that has no train_config.json beside it")
+    evaluate.add_argument("--image-size", type=_positive_int, default=None)
+    evaluate.add_argument("--batch-size", type=_positive_int, default=32)
+    evaluate.add_argument("--output", default="evaluation", help="folder for confusion_matrix.png and metrics.json")
+    evaluate.set_defaults(run=_evaluate)
 
     convert = commands.add_parser(
         "convert", help="convert a checkpoint (HF, timm, torchvision, FB, keras.applications) into one .weights.h5"
@@ -79,7 +141,11 @@ def main(argv=None):
         >>> main(["info"])  # doctest: +SKIP
     """
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValueError as error:
+        print(f"keras-convnext {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""``keras-convnext train`` and ``evaluate`` on image folders the tests write; resuming after SIGKILL."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_convnext as kc
+from conftest import BACKEND
+from image_folders import write_image_folder
+from keras_convnext.cli import main
+from keras_convnext.training import read_history
+
+ENV = {**os.environ, "KERAS_BACKEND": BACKEND, "PYTHONUNBUFFERED": "1"}
+SMALL = ["--variant", "convnext_atto", "--image-size", "32", "--batch-size", "4", "--verbose", "2"]
+
+
+def _train_command(data, output, *extra):
+    return [sys.executable, "-m", "keras_convnext", "train", str(data), *SMALL, "--output", str(output), *extra]
+
+
+def test_train_then_evaluate_writes_every_output(tmp_path):
+    data = write_image_folder(tmp_path / "data")
+    output = tmp_path / "run"
+    status = main(["train", str(data), *SMALL, "--epochs", "2", "--ema", "--mixed-precision",
+                   "--mixup", "0.8", "--cutmix", "1.0", "--output", str(output)])
+    keras.config.set_dtype_policy("float32")
+    assert status == 0
+    names = {p.name for p in output.iterdir()}
+    assert {"model.weights.h5", "model.keras", "history.csv", "training_curves.png", "train_config.json"} <= names
+    assert "backup" not in names and not [n for n in names if "partial" in n]
+    rows = read_history(output / "history.csv")
+    assert [row["epoch"] for row in rows] == [0, 1]
+    assert {"loss", "accuracy", "top3", "val_loss", "val_accuracy"} <= set(rows[0])
+    run = json.loads((output / "train_config.json").read_text())
+    assert run["class_names"] == ["blue", "green", "red"] and run["summary"]["epochs"] == 2
+    assert Image.open(output / "training_curves.png").size[0] > 100
+
+    model = kc.create_model("convnext_atto", input_shape=(32, 32, 3), classes=3)
+    model.load_weights(output / "model.weights.h5")
+    restored = keras.saving.load_model(output / "model.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    # model.keras keeps the run's mixed_bfloat16 policy; the float32 rebuild agrees to bfloat16's precision.
+    assert restored.get_layer("stage_0_block_0").compute_dtype == "bfloat16"
+    np.testing.assert_allclose(model.predict(x, verbose=0), restored.predict(x, verbose=0), atol=2e-2)
+
+    evaluation = tmp_path / "eval"
+    assert main(["evaluate", str(data), "--weights", str(output), "--output", str(evaluation)]) == 0
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    matrix = np.array(metrics["confusion_matrix"])
+    assert metrics["images"] == 24 and matrix.sum() == 24 and matrix.shape == (3, 3)
+    assert metrics["accuracy"] == pytest.approx(np.trace(matrix) / 24)
+    assert metrics["accuracy"] <= metrics["top3_accuracy"] == 1.0
+    assert Image.open(evaluation / "confusion_matrix.png").size[0] > 100
+    # The .keras file and a bare .weights.h5 with --variant give the same figures.
+    for weights, extra in ((output / "model.keras", []), (output / "model.weights.h5", [])):
+        again = tmp_path / f"eval-{weights.suffix}"
+        assert main(["evaluate", str(data), "--weights", str(weights), "--output", str(again), *extra]) == 0
+        assert json.loads((again / "metrics.json").read_text())["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_training_learns_a_simple_folder(tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class=12)
+    assert main(["train", str(data), *SMALL, "--epochs", "6", "--no-rand-augment", "--random-erasing", "0",
+                 "--validation-split", "0", "--lr", "3e-3", "--output", str(tmp_path / "run")]) == 0
+    rows = read_history(tmp_path / "run" / "history.csv")
+    assert rows[-1]["loss"] < rows[0]["loss"], rows
+    assert main(["evaluate", str(data), "--weights", str(tmp_path / "run"), "--output", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["accuracy"] >= 0.9
+
+
+def _wait_for_backup(output, process, epoch, timeout=400):
+    state = output / "backup" / "state.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"training ended before epoch {epoch}: {process.stdout.read()[-2000:]}")
+        if state.exists() and json.loads(state.read_text())["epoch"] >= epoch:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no backup of epoch {epoch} within {timeout} s")
+
+
+def test_a_run_killed_after_an_epoch_resumes_and_runs_only_the_remaining_epochs(tmp_path):
+    data = write_image_folder(tmp_path / "data")
+    output = tmp_path / "run"
+    epochs = 8
+    first = subprocess.Popen(_train_command(data, output, "--epochs", str(epochs)), env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_backup(output, first, epoch=2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (output / "model.weights.h5").exists()
+
+    second = subprocess.run(_train_command(data, output, "--epochs", str(epochs), "--resume"), env=ENV,
+                            capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    log = second.stdout + second.stderr
+    resumed_after = int(re.search(r"resuming after epoch (\d+)", log).group(1))
+    assert 2 <= resumed_after < epochs
+    ran = sorted(int(n) for n in re.findall(rf"Epoch (\d+)/{epochs}", log))
+    assert ran == list(range(resumed_after + 1, epochs + 1)), ran
+    assert [row["epoch"] for row in read_history(output / "history.csv")] == list(range(epochs))
+    assert json.loads((output / "train_config.json").read_text())["summary"]["epochs"] == epochs
+    model = kc.create_model("convnext_atto", input_shape=(32, 32, 3), classes=3)
+    model.load_weights(output / "model.weights.h5")
+    keras.saving.load_model(output / "model.keras")
+    Image.open(output / "training_curves.png").verify()
+    assert not (output / "backup").exists()
+
+    again = subprocess.run(_train_command(data, output, "--epochs", str(epochs), "--resume"), env=ENV,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "nothing to resume" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: root.mkdir(), "No images"),
+        (lambda root: write_image_folder(root, classes={"red": (200, 0, 0)}), "expected at least 2 sub-folders"),
+        (lambda root: (write_image_folder(root), (root / "red" / "broken.png").write_bytes(b"not a png")),
+         r"not readable images: .*broken\.png"),
+        (lambda root: None, "is not a folder"),
+    ],
+    ids=["empty", "one-class", "unreadable-file", "missing"],
+)
+def test_train_refuses_bad_folders_with_a_clear_error(tmp_path, capsys, make, message):
+    root = tmp_path / "data"
+    make(root)
+    assert main(["train", str(root), *SMALL, "--output", str(tmp_path / "run")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()  # refused before writing anything
+
+
+def test_train_refuses_to_mix_runs_in_one_folder(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", per_class=4)
+    output = tmp_path / "run"
+    assert main(["train", str(data), *SMALL, "--epochs", "1", "--output", str(output)]) == 0
+    before = (output / "model.weights.h5").read_bytes()
+    assert main(["train", str(data), *SMALL, "--epochs", "1", "--output", str(output)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["train", str(data), *SMALL, "--epochs", "3", "--resume", "--output", str(output)]) == 2
+    assert "epochs: was 1, now 3" in capsys.readouterr().err
+    assert (output / "model.weights.h5").read_bytes() == before
+
+
+def test_evaluate_refuses_a_folder_with_other_classes(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", per_class=4)
+    assert main(["train", str(data), *SMALL, "--epochs", "1", "--output", str(tmp_path / "run")]) == 0
+    other = write_image_folder(tmp_path / "other", per_class=2, classes={"cat": (0, 0, 0), "dog": (255, 255, 255)})
+    assert main(["evaluate", str(other), "--weights", str(tmp_path / "run"), "--output", str(tmp_path / "e")]) == 2
+    assert "trained on classes ['blue', 'green', 'red']" in capsys.readouterr().err
