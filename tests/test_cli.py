@@ -13,7 +13,7 @@ import pytest
 import keras_convnext as kc
 from conftest import BACKEND
 from keras_convnext.cli import build_parser
-from keras_convnext.demo import CLASS_NAMES, make_pattern_images, run_demo
+from keras_convnext.demo import ascii_digit, held_out_split, load_digits_images, run_demo
 
 ENV = {**os.environ, "KERAS_BACKEND": BACKEND}
 
@@ -50,20 +50,26 @@ def test_cli_rejects_bad_arguments(capsys):
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
 
 
-def test_pattern_images_are_balanced_rgb_in_range():
-    images, labels = make_pattern_images(40, size=32, seed=3)
-    assert images.shape == (40, 32, 32, 3) and images.dtype == np.float32
-    assert 0 <= images.min() and images.max() <= 255
-    assert np.bincount(labels).tolist() == [10] * len(CLASS_NAMES)
+def test_digits_are_upsampled_rgb_with_a_stratified_held_out_fifth():
+    images, labels, originals = load_digits_images(32)
+    assert images.shape == (1797, 32, 32, 3) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 255 and images.max() > 200
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])  # greyscale copied to RGB
+    assert originals.shape == (1797, 8, 8) and originals.max() == 16
+    train, held_out = held_out_split(labels)
+    assert len(np.intersect1d(train, held_out)) == 0 and len(train) + len(held_out) == 1797
+    assert np.all(np.abs(np.bincount(labels[held_out]) - 0.2 * np.bincount(labels)) <= 0.5)
+    assert ascii_digit(originals[0])[0] == "".join(" .:-=+*#%@"[round(v / 16 * 9)] * 2 for v in originals[0][0])
 
 
 def test_demo_learns_saves_and_reloads(tmp_path):
+    # The full demo (10 epochs) is the README's first command; two epochs show it learns and round-trips here.
     lines = []
-    result = run_demo(epochs=3, samples=600, output=tmp_path, log=lines.append)
+    result = run_demo(epochs=2, output=tmp_path, log=lines.append)
     assert result["backend"] == BACKEND
-    assert result["accuracy"] >= 0.8, lines
+    assert result["accuracy"] >= 0.6, lines
     weights = Path(result["weights"])
     assert weights.exists() and weights.parent == tmp_path
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]  # no temporary file left behind
     assert any("held-out accuracy" in line for line in lines)
-    assert sum("true" in line for line in lines) == 6
+    assert sum(line.count("true") for line in lines) == 4
