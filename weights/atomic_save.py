@@ -1,4 +1,4 @@
-"""Writing weight files so that a crash or a full disk never leaves a half-written file under the final name."""
+"""Writing weight and text files so that a crash or a full disk never leaves a half-written file under the final name."""
 
 import os
 import tempfile
@@ -28,6 +28,27 @@ def save_weights(model, path, include_optimizer=False):
         model.set_weights(trained.get_weights())
     try:
         model.save_weights(temporary, overwrite=True)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomically(path, text):
+    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Example:
+        >>> write_text_atomically("out/train_config.json", json.dumps(config))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

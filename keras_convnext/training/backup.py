@@ -1,34 +1,11 @@
 """``keras.callbacks.BackupAndRestore`` whose backup survives being killed at any instant."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import keras
 
-from keras_convnext.weights import save_weights
-
-
-def write_text_atomically(path, text):
-    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Example:
-        >>> write_text_atomically("out/train_config.json", json.dumps(config))
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+from keras_convnext.weights.atomic_save import save_weights, write_text_atomically
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import keras
 
-from keras_convnext.training.backup import write_text_atomically
+from keras_convnext.weights.atomic_save import write_text_atomically
 
 
 def read_history(path):

@@ -9,7 +9,8 @@ from pathlib import Path
 import keras
 
 from keras_convnext.training.augment import batch_mixing, image_augmentation
-from keras_convnext.training.backup import AtomicBackupAndRestore, write_text_atomically
+from keras_convnext.training.backup import AtomicBackupAndRestore
+from keras_convnext.weights.atomic_save import write_text_atomically
 from keras_convnext.training.datasets import image_folder_datasets, scan_image_folder
 from keras_convnext.training.history import HistoryCSV, read_history
 from keras_convnext.training.plots import plot_history
