@@ -15,6 +15,7 @@ TO_CHANNELS_LAST = (0, 2, 3, 1)
 TO_CHANNELS_FIRST = (0, 3, 1, 2)
 
 
+
 @keras.saving.register_keras_serializable(package="keras_convnext")
 class ConvNeXtBlock(keras.layers.Layer):
     """``x + drop_path(scale(pw2(grn(gelu(pw1(norm(dwconv(x))))))))``, keeping the input's shape.
@@ -106,6 +107,18 @@ class ConvNeXtBlock(keras.layers.Layer):
         self.pointwise_2.build(hidden_shape)
         if self.layer_scale is not None:
             self.layer_scale.build(channels_last)
+
+    def rematerialized_call(self, layer_call, *args, **kwargs):
+        # Keras hands ``training`` to jax.checkpoint as an argument, which turns the Python flag into a tracer and
+        # fails under JAX; closing over it instead works on every backend.
+        wrapped = super().rematerialized_call(layer_call, *args, **kwargs)
+        if wrapped is layer_call:
+            return layer_call
+
+        def call_with_static_training(inputs, training=None):
+            return keras.remat(lambda x: layer_call(x, training=training))(inputs)
+
+        return call_with_static_training
 
     def call(self, inputs, training=None):
         x = self.depthwise_conv(inputs)
