@@ -71,12 +71,13 @@ def imagenet_normalization(data_format):
         >>> normalize = imagenet_normalization("channels_last")
     """
     axis = channel_axis(data_format)
-    layer = keras.layers.Normalization(
-        mean=[255.0 * m for m in IMAGENET_MEAN],
-        variance=[(255.0 * s) ** 2 for s in IMAGENET_STD],
-        axis=axis,
-        name="preprocessing",
-    )
-    # Normalization would broadcast a 1-channel image to 3 channels without a word; refuse it instead.
+    # x * scale + offset with constants in the layer's config: Keras' Normalization holds its mean and variance
+    # as tensors that a traced TensorFlow graph captures, and tf2onnx turns those captures into model inputs.
+    scale = [1.0 / (255.0 * s) for s in IMAGENET_STD]
+    offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    if axis != -1:
+        scale, offset = [[[v]] for v in scale], [[[v]] for v in offset]
+    layer = keras.layers.Rescaling(scale=scale, offset=offset, name="preprocessing")
+    # It would broadcast a 1-channel image to 3 channels without a word; refuse one instead.
     layer.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: 3})
     return layer

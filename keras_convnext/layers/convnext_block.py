@@ -16,6 +16,19 @@ TO_CHANNELS_FIRST = (0, 3, 1, 2)
 
 
 
+def exact_gelu(x):
+    """The exact (erf) GELU of the official weights.
+
+    On TensorFlow it is written as ``x/2 * (1 + erf(x/sqrt(2)))``: TensorFlow's own exact GELU uses Erfc, which
+    ONNX has no op for, so tf2onnx exports would not load. Elsewhere the backend's fused GELU runs.
+
+    Example:
+        >>> exact_gelu(np.array([0.0, 1.0], "float32"))  # [0, 0.8413]
+    """
+    if keras.backend.backend() == "tensorflow":
+        return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+    return keras.activations.gelu(x, approximate=False)
+
 @keras.saving.register_keras_serializable(package="keras_convnext")
 class ConvNeXtBlock(keras.layers.Layer):
     """``x + drop_path(scale(pw2(grn(gelu(pw1(norm(dwconv(x))))))))``, keeping the input's shape.
@@ -126,7 +139,7 @@ class ConvNeXtBlock(keras.layers.Layer):
             x = ops.transpose(x, TO_CHANNELS_LAST)
         x = self.layernorm(x)
         x = self.pointwise_1(x)
-        x = keras.activations.gelu(x, approximate=False)
+        x = exact_gelu(x)
         if self.grn is not None:
             x = self.grn(x)
         x = self.pointwise_2(x)
