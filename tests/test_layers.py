@@ -115,6 +115,29 @@ def test_grn_gradients_stay_finite_when_a_channel_is_all_zeros(rng):
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_shift_and_add_fast_path_matches_the_portable_depthwise_conv(rng, data_format):
+    from keras_convnext.layers.depthwise_conv import shift_and_add_depthwise
+
+    x = rng.normal(size=(2, 9, 8, 6)).astype("float32")
+    fed = x if data_format == "channels_last" else x.transpose(0, 3, 1, 2)
+    kernel = rng.normal(size=(7, 7, 6, 1)).astype("float32")
+    fast = _np(shift_and_add_depthwise(keras.ops.convert_to_tensor(fed), keras.ops.convert_to_tensor(kernel), data_format))
+    portable = _np(keras.ops.depthwise_conv(fed, kernel, strides=1, padding="same", data_format=data_format))
+    np.testing.assert_allclose(fast, portable, atol=1e-5)
+
+
+def test_depthwise_conv_takes_the_fast_path_only_on_jax_cpu():
+    from keras_convnext.layers.depthwise_conv import _fast_path
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        assert _fast_path() == ("shift_and_add" if jax.default_backend() == "cpu" else "native")
+    else:
+        assert _fast_path() == "native"
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_depthwise_conv_matches_numpy(rng, data_format):
     x = rng.normal(size=(2, 9, 8, 6)).astype("float32")
     fed = x if data_format == "channels_last" else x.transpose(0, 3, 1, 2)

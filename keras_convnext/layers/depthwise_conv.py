@@ -1,10 +1,70 @@
 """The depthwise convolution of the ConvNeXt block: the one place where backend fast paths live."""
 
+import contextlib
+
 import keras
 from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 from keras_convnext.layers.initializers import kernel_initializer
+
+
+def shift_and_add_depthwise(inputs, kernel, data_format="channels_last"):
+    """A stride-1, "same" depthwise convolution as ``k * k`` shifted multiply-adds, in ``keras.ops``.
+
+    XLA on CPU runs a grouped convolution (``feature_group_count=channels``, what ``ops.depthwise_conv`` is on
+    JAX) one group at a time, ~30x slower than these fused multiply-adds; its gradient is shifts and adds too.
+
+    Example:
+        >>> shift_and_add_depthwise(np.ones((1, 8, 8, 4), "float32"), np.ones((3, 3, 4, 1), "float32")).shape
+        (1, 8, 8, 4)
+    """
+    size = kernel.shape[0]
+    pad = size // 2
+    channels_last = data_format == "channels_last"
+    spatial = (1, 2) if channels_last else (2, 3)
+    height, width = inputs.shape[spatial[0]], inputs.shape[spatial[1]]
+    padding = [[0, 0], [pad, pad], [pad, pad], [0, 0]] if channels_last else [[0, 0], [0, 0], [pad, pad], [pad, pad]]
+    padded = ops.pad(inputs, padding)
+    taps = kernel[..., 0] if channels_last else ops.reshape(ops.transpose(kernel[..., 0], (2, 0, 1)), (-1, size, size, 1, 1))
+    total = None
+    for i in range(size):
+        for j in range(size):
+            if channels_last:
+                term = padded[:, i : i + height, j : j + width, :] * taps[i, j]
+            else:
+                term = padded[:, :, i : i + height, j : j + width] * taps[:, i, j]
+            total = term if total is None else total + term
+    return total
+
+
+_PORTABLE_ONLY = []
+
+
+@contextlib.contextmanager
+def portable_depthwise():
+    """Inside this block ``DepthwiseConv`` traces ``ops.depthwise_conv`` on every backend, never a fast path.
+
+    For exporters: an ONNX graph then holds one grouped ``Conv`` per block instead of 49 multiply-adds.
+
+    Example:
+        >>> with portable_depthwise():
+        ...     model.export("model.onnx", format="onnx")
+    """
+    _PORTABLE_ONLY.append(True)
+    try:
+        yield
+    finally:
+        _PORTABLE_ONLY.pop()
+
+
+def _fast_path():
+    """Which depthwise implementation this process uses: "shift_and_add" on JAX's CPU, else "native"."""
+    if keras.backend.backend() != "jax" or _PORTABLE_ONLY:
+        return "native"
+    import jax
+
+    return "shift_and_add" if jax.default_backend() == "cpu" else "native"
 
 
 @keras.saving.register_keras_serializable(package="keras_convnext")
@@ -45,13 +105,11 @@ class DepthwiseConv(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
 
     def call(self, inputs):
-        x = ops.depthwise_conv(
-            inputs,
-            ops.cast(self.kernel, self.compute_dtype),
-            strides=1,
-            padding="same",
-            data_format=self.data_format,
-        )
+        kernel = ops.cast(self.kernel, self.compute_dtype)
+        if _fast_path() == "shift_and_add" and None not in inputs.shape[1:]:
+            x = shift_and_add_depthwise(inputs, kernel, self.data_format)
+        else:
+            x = ops.depthwise_conv(inputs, kernel, strides=1, padding="same", data_format=self.data_format)
         bias = ops.cast(self.bias, self.compute_dtype)
         if self.axis != -1:
             bias = ops.reshape(bias, (-1, 1, 1))
