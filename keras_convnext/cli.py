@@ -51,6 +51,22 @@ def _convert(args):
     return 0
 
 
+def _export(args):
+    if args.format == "onnx":
+        from keras_convnext.export.onnx import export_onnx
+
+        path = export_onnx(args.model, args.out_dir, variant=args.variant, classes=args.classes, image_size=args.image_size)
+    else:
+        from keras_convnext.export import export_saved_model
+
+        path = export_saved_model(
+            args.model, args.out_dir, version=args.version, variant=args.variant, classes=args.classes,
+            image_size=args.image_size, top_k=args.top_k, overwrite=args.overwrite,
+        )
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser():
     """The argument parser of ``keras-convnext``, one sub-command per task.
 
@@ -113,6 +129,20 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=_positive_int, default=32)
     evaluate.add_argument("--output", default="evaluation", help="folder for confusion_matrix.png and metrics.json")
     evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser(
+        "export", help="export MODEL for serving: a TF Serving SavedModel (from any backend) or ONNX"
+    )
+    export.add_argument("model", metavar="MODEL", help="a .keras file, a .weights.h5 (with --variant) or a train --output folder")
+    export.add_argument("out_dir", metavar="OUT_DIR", help="saved_model: writes OUT_DIR/<version>/; onnx: OUT_DIR/model.onnx")
+    export.add_argument("--format", choices=["saved_model", "onnx"], default="saved_model")
+    export.add_argument("--variant", default=None, help="the variant of a .weights.h5 without train_config.json beside it")
+    export.add_argument("--classes", type=_positive_int, default=None, help="classes of a .weights.h5 (default 1000)")
+    export.add_argument("--image-size", type=_positive_int, default=None, help="input size of a .weights.h5 (default 224)")
+    export.add_argument("--version", type=_positive_int, default=1, help="TF Serving model version (default 1)")
+    export.add_argument("--top-k", type=_positive_int, default=5)
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
+    export.set_defaults(run=_export)
 
     convert = commands.add_parser(
         "convert", help="convert a checkpoint (HF, timm, torchvision, FB, keras.applications) into one .weights.h5"

@@ -18,7 +18,8 @@ def preprocess_image(image, preset="convnext_tiny.fb_in1k"):
 
     The shorter side goes to ``floor(input_size / crop_pct)`` with the preset's interpolation, then the
     centre ``input_size`` square is kept (timm's eval transform). Mean/std normalisation is left to the
-    model (``include_preprocessing=True``). ``image`` is a file path or an RGB array in 0..255.
+    model (``include_preprocessing=True``). ``image`` is a file path or an RGB array in 0..255; ``preset`` a
+    preset name or an eval config ``{"input_size": 224, "crop_pct": 0.875, "interpolation": "bicubic"}``.
 
     Example:
         >>> x = preprocess_image("cat.jpg", "convnext_tiny.fb_in1k")  # doctest: +SKIP
@@ -26,9 +27,15 @@ def preprocess_image(image, preset="convnext_tiny.fb_in1k"):
     """
     from PIL import Image
 
-    if preset not in presets():
+    if isinstance(preset, dict):
+        missing = {"input_size", "crop_pct", "interpolation"} - set(preset)
+        if missing:
+            raise ValueError(f"An eval config needs input_size, crop_pct and interpolation; missing {sorted(missing)}.")
+        config = preset
+    elif preset not in presets():
         raise ValueError(f"Unknown preset {preset!r}; see keras_convnext.weights.list_presets().")
-    config = presets()[preset]["eval"]
+    else:
+        config = presets()[preset]["eval"]
     if config["interpolation"] not in INTERPOLATIONS:
         raise ValueError(f"Preset {preset!r} names interpolation {config['interpolation']!r}; expected one of {INTERPOLATIONS}.")
     if isinstance(image, (str, Path)):

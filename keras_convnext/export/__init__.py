@@ -1,0 +1,10 @@
+"""Serving: SavedModel for TF Serving from a model trained on any backend, and ONNX.
+
+Example:
+    >>> from keras_convnext.export import export_saved_model
+    >>> export_saved_model("runs/flowers", "serving/flowers", version=1)
+"""
+
+from keras_convnext.export.graph_ops import check_standard_ops, saved_model_ops
+from keras_convnext.export.saved_model import export_saved_model
+from keras_convnext.export.serving_graph import SIGNATURES

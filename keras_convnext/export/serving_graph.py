@@ -1,0 +1,106 @@
+"""The TF Serving signatures of a ConvNeXt classifier, built under the TensorFlow backend with plain TF ops.
+
+``serving_default`` takes float32 pixels (0..255), ``serving_uint8`` uint8 pixels, ``serving_image_bytes`` a batch
+of encoded JPEG/PNG/BMP/GIF strings, decoded, resized and centre-cropped in the graph. All three return
+``probabilities``, ``top_k_indices``, ``top_k_scores`` and, when the class names are known, ``top_k_class_names``.
+"""
+
+import keras
+
+SIGNATURES = ("serving_default", "serving_uint8", "serving_image_bytes")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+
+
+def _probabilities(model):
+    """A function images -> probabilities: the model's softmax head as is, a linear head through a softmax."""
+    import tensorflow as tf
+
+    activation = model.get_layer("predictions").activation if "predictions" in {l.name for l in model.layers} else None
+    if activation is keras.activations.softmax:
+        return lambda images: model(images, training=False)
+    if activation in (None, keras.activations.linear):
+        return lambda images: tf.nn.softmax(tf.cast(model(images, training=False), "float32"), axis=-1)
+    raise ValueError(f"Expected a classifier ending in softmax or logits; its 'predictions' activation is {activation}.")
+
+
+def decode_and_crop(image_bytes, *, image_size, crop_pct, interpolation, min_image_side):
+    """One encoded image -> float32 ``(image_size, image_size, 3)`` pixels in 0..255: decode, resize the short
+    side to ``image_size / crop_pct``, take the central square (timm's and this package's eval transform).
+
+    Empty strings, undecodable bytes and images under ``min_image_side`` pixels on a side raise an error.
+
+    Example:
+        >>> pixels = decode_and_crop(tf.io.read_file("cat.jpg"), image_size=224, crop_pct=0.875,
+        ...                          interpolation="bicubic", min_image_side=16)
+    """
+    import tensorflow as tf
+
+    tf.debugging.assert_greater(tf.strings.length(image_bytes), 0, message="serving_image_bytes: an image string is empty")
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    tf.debugging.assert_greater_equal(
+        tf.minimum(height, width), min_image_side,
+        message=f"serving_image_bytes: an image is smaller than {min_image_side}x{min_image_side} pixels",
+    )
+    scale_size = tf.constant(int(image_size / crop_pct), "float32")
+    short = tf.cast(tf.minimum(height, width), "float32")
+    new_height = tf.maximum(tf.cast(tf.round(tf.cast(height, "float32") * scale_size / short), "int32"), image_size)
+    new_width = tf.maximum(tf.cast(tf.round(tf.cast(width, "float32") * scale_size / short), "int32"), image_size)
+    resized = tf.image.resize(tf.cast(image, "float32"), [new_height, new_width], method=interpolation, antialias=True)
+    top, left = (new_height - image_size) // 2, (new_width - image_size) // 2
+    cropped = tf.slice(resized, [top, left, 0], [image_size, image_size, 3])
+    return tf.clip_by_value(tf.ensure_shape(cropped, (image_size, image_size, 3)), 0.0, 255.0)
+
+
+def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, interpolation="bicubic", min_image_side=16):
+    """A ``keras.export.ExportArchive`` with the three serving signatures of ``model`` (TensorFlow backend).
+
+    Example:
+        >>> build_export_archive(model, class_names=["cat", "dog"]).write_out("export/1")
+    """
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError("build_export_archive runs under the TensorFlow backend; export_saved_model handles the others.")
+    if "preprocessing" not in {layer.name for layer in model.layers}:
+        raise ValueError("Export expects a model that takes 0..255 pixels: build it with include_preprocessing=True.")
+    height, width, channels = model.input_shape[1:]
+    if height is None or width is None or height != width or channels != 3:
+        raise ValueError(f"Export needs a fixed square RGB input; the model takes {model.input_shape}. Rebuild it with input_shape=(S, S, 3).")
+    classes = model.output_shape[-1]
+    if class_names is not None and len(class_names) != classes:
+        raise ValueError(f"class_names has {len(class_names)} names for a model of {classes} classes.")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}; got {interpolation!r}.")
+    if not 0 < crop_pct <= 1:
+        raise ValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}.")
+    k = min(top_k, classes)
+    probabilities = _probabilities(model)
+    names = None if class_names is None else tf.constant(list(class_names))
+
+    def outputs(pixels):
+        # A request of another rank or size must fail here: TF Serving does not check shapes against the
+        # signature, and oneDNN's convolution aborts the whole process on a rank-3 input. ensure_shape feeds the
+        # model, so it runs (and raises) before any convolution.
+        pixels = tf.ensure_shape(pixels, (None, height, width, 3))
+        probs = tf.cast(probabilities(tf.cast(pixels, "float32")), "float32")
+        scores, indices = tf.math.top_k(probs, k=k)
+        result = {"probabilities": probs, "top_k_indices": indices, "top_k_scores": scores}
+        if names is not None:
+            result["top_k_class_names"] = tf.gather(names, indices)
+        return result
+
+    def from_bytes(image_bytes):
+        decode = lambda one: decode_and_crop(  # noqa: E731
+            one, image_size=height, crop_pct=crop_pct, interpolation=interpolation, min_image_side=min_image_side
+        )
+        pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, height, 3), "float32"))
+        return outputs(pixels)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    image_spec = lambda dtype: [tf.TensorSpec((None, height, width, 3), dtype, name="images")]  # noqa: E731
+    archive.add_endpoint("serving_default", outputs, input_signature=image_spec("float32"))
+    archive.add_endpoint("serving_uint8", outputs, input_signature=image_spec("uint8"))
+    archive.add_endpoint("serving_image_bytes", from_bytes, input_signature=[tf.TensorSpec((None,), "string", name="image_bytes")])
+    return archive

@@ -1,0 +1,63 @@
+"""Calls every signature of a SavedModel from a process that cannot import keras or keras_convnext, like TF Serving.
+
+Usage: python serving_client.py VERSION_DIR INPUTS.npz OUTPUTS.npz REPORT.json
+"""
+
+import json
+import sys
+
+# Neither keras nor keras_convnext may be imported (TensorFlow itself would import keras for tf.keras).
+sys.modules["keras"] = sys.modules["keras_convnext"] = sys.modules["tf_keras"] = None
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def _numpy(tensor):
+    value = tensor.numpy()
+    return value.astype(bytes) if value.dtype == object else value  # strings: fixed-width bytes, no pickling
+
+
+def main(version_dir, inputs_path, outputs_path, report_path):
+    loaded = tf.saved_model.load(version_dir)
+    inputs = np.load(inputs_path, allow_pickle=False)
+    outputs, report = {}, {"signatures": sorted(loaded.signatures.keys())}
+    for batch in (1, 3, 17):
+        floats = inputs[f"float_{batch}"]
+        for name, value in (("serving_default", floats), ("serving_uint8", floats.astype("uint8"))):
+            result = loaded.signatures[name](images=tf.constant(value))
+            for key, tensor in result.items():
+                outputs[f"{name}/{batch}/{key}"] = _numpy(tensor)
+        encoded = [bytes(inputs[f"png_{batch}_{i}"]) for i in range(batch)]
+        result = loaded.signatures["serving_image_bytes"](image_bytes=tf.constant(encoded))
+        for key, tensor in result.items():
+            outputs[f"serving_image_bytes/{batch}/{key}"] = _numpy(tensor)
+    result = loaded.signatures["serving_image_bytes"](image_bytes=tf.constant([bytes(inputs["large_jpeg"])]))
+    outputs["large_jpeg/probabilities"] = result["probabilities"].numpy()
+
+    good = tf.constant([bytes(inputs["png_1_0"])])
+    bad_requests = {
+        "garbage_bytes": lambda: loaded.signatures["serving_image_bytes"](image_bytes=tf.constant([b"not an image"])),
+        "empty_string": lambda: loaded.signatures["serving_image_bytes"](image_bytes=tf.constant([b""])),
+        "one_pixel_image": lambda: loaded.signatures["serving_image_bytes"](image_bytes=tf.constant([bytes(inputs["tiny_png"])])),
+        "wrong_dtype": lambda: loaded.signatures["serving_default"](images=tf.constant(inputs["float_1"].astype("float64"))),
+        "wrong_rank": lambda: loaded.signatures["serving_default"](images=tf.constant(inputs["float_1"][0])),
+        "wrong_size": lambda: loaded.signatures["serving_default"](images=tf.zeros((1, 8, 8, 3))),
+    }
+    report["errors"], report["served_after"] = {}, {}
+    for name, request in bad_requests.items():
+        try:
+            request()
+            report["errors"][name] = None
+        except Exception as error:  # noqa: BLE001 - any error is the expected outcome; its text is reported
+            report["errors"][name] = f"{type(error).__name__}: {str(error)[:300]}"
+        after = loaded.signatures["serving_image_bytes"](image_bytes=good)["probabilities"].numpy()
+        report["served_after"][name] = bool(np.all(np.isfinite(after)))
+    report["modules"] = sorted(m for m, module in sys.modules.items() if m.startswith("keras") and module is not None)
+    np.savez(outputs_path, **outputs)
+    with open(report_path, "w") as file:
+        json.dump(report, file)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
