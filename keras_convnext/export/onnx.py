@@ -4,7 +4,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from keras_convnext.export.source import describe_source, load_source
+from keras_convnext.trained_model import describe_source, load_source
 from keras_convnext.layers.depthwise_conv import portable_depthwise
 
 

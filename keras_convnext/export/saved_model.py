@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 
 from keras_convnext.export.serving_files import write_serving_files
-from keras_convnext.export.source import describe_source, load_source
+from keras_convnext.trained_model import describe_source, load_source
 
 
 def _check_arguments(version, top_k, min_image_side):

@@ -5,51 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_convnext.trained_model import describe_source, load_source
 from keras_convnext.training.datasets import evaluation_dataset, scan_image_folder
 from keras_convnext.training.plots import confusion_matrix, plot_confusion_matrix
-
-CONFIG_FILE = "train_config.json"
-
-
-def _run_config(weights):
-    """The ``train_config.json`` of the run that wrote ``weights`` (a run folder or a file in one), or None."""
-    path = Path(weights)
-    config_path = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE
-    return json.loads(config_path.read_text()) if config_path.exists() else None
-
-
-def load_trained_model(weights, *, variant=None, image_size=None, classes=None):
-    """``(model, class_names or None)`` from a ``.keras`` file, a training run folder, or a ``.weights.h5``
-    (whose variant and size come from the run's ``train_config.json`` beside it, or from the arguments).
-
-    Example:
-        >>> model, class_names = load_trained_model("runs/flowers")
-    """
-    import keras
-
-    from keras_convnext.applications import create_model
-
-    path = Path(weights)
-    if path.is_dir():
-        path = path / "model.weights.h5"
-    if not path.exists():
-        raise ValueError(f"No model at {str(path)!r}; expected a .keras file, a .weights.h5 file or a training run folder.")
-    run = _run_config(weights)
-    class_names = run["class_names"] if run else None
-    if path.suffix == ".keras":
-        return keras.saving.load_model(path), class_names
-    if not path.name.endswith(".weights.h5"):
-        raise ValueError(f"{str(path)!r} is neither a .keras nor a .weights.h5 file.")
-    variant = variant or (run and run["config"]["variant"])
-    image_size = image_size or (run and run["config"]["image_size"]) or 224
-    classes = len(class_names) if class_names else classes
-    if not variant or not classes:
-        raise ValueError(
-            f"{str(path)!r} has no train_config.json beside it; pass --variant (and the folder gives the classes)."
-        )
-    model = create_model(variant, input_shape=(image_size, image_size, 3), classes=classes)
-    model.load_weights(path)
-    return model, class_names
 
 
 def evaluate_folder(data_dir, weights, *, variant=None, image_size=None, batch_size=32, output="evaluation", log=print):
@@ -61,7 +19,8 @@ def evaluate_folder(data_dir, weights, *, variant=None, image_size=None, batch_s
         0.91
     """
     folder_classes, _ = scan_image_folder(data_dir, min_classes=1)
-    model, class_names = load_trained_model(weights, variant=variant, image_size=image_size, classes=len(folder_classes))
+    spec = describe_source(weights, None, variant=variant, classes=len(folder_classes), image_size=image_size)
+    model, class_names = load_source(spec), spec["class_names"]
     if class_names is not None and class_names != folder_classes:
         raise ValueError(
             f"The model was trained on classes {class_names}, but {str(data_dir)!r} has sub-folders {folder_classes}; "

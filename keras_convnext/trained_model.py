@@ -1,4 +1,7 @@
-"""What to export, described as JSON so that a TensorFlow-backend subprocess can rebuild it."""
+"""Finding a trained model: a ``.keras`` file, a ``.weights.h5`` and its variant, or a ``keras-convnext train`` folder.
+
+The description is JSON, so that another process (the TensorFlow-backend half of an export) can rebuild it.
+"""
 
 import json
 from pathlib import Path
@@ -11,8 +14,9 @@ TRAIN_EVAL = {"crop_pct": 1.0, "interpolation": "bilinear"}
 
 
 def describe_source(model_or_file, scratch, *, variant=None, classes=None, image_size=None, class_names=None):
-    """A JSON-able description of a model to export: a ``.keras`` file, a ``.weights.h5`` with its variant, or
-    a training run folder. A ``keras.Model`` is saved to ``scratch`` as ``.keras`` first.
+    """A JSON-able description of a trained model: a ``.keras`` file, a ``.weights.h5`` with its variant, or a
+    training run folder (its ``train_config.json`` gives variant, size and class names). A ``keras.Model`` is
+    saved to the folder ``scratch`` as ``.keras`` first.
 
     Example:
         >>> describe_source("runs/flowers", "/tmp/scratch")["path"]
@@ -39,7 +43,7 @@ def describe_source(model_or_file, scratch, *, variant=None, classes=None, image
         raise ValueError(f"{str(path)!r} is neither a .keras nor a .weights.h5 file.")
     variant = variant or (run and run["config"]["variant"])
     image_size = image_size or (run and run["config"]["image_size"]) or 224
-    classes = classes or (len(class_names) if class_names else 1000)
+    classes = (len(class_names) if class_names else None) or classes or 1000
     if not variant:
         raise ValueError(f"{str(path)!r} has no {RUN_CONFIG} beside it: pass the variant (--variant) it was saved from.")
     return {
