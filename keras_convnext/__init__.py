@@ -6,7 +6,7 @@ Example:
     28589128
 """
 
-from keras_convnext import export, layers, training, weights
+from keras_convnext import distribute, export, layers, training, weights
 from keras_convnext.applications import (
     BUILDERS,
     VARIANTS,

@@ -1,0 +1,84 @@
+"""Data parallel (and model parallel) training on each backend's own engine, on simulated CPU devices."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_convnext as kc
+from conftest import BACKEND
+
+HERE = Path(__file__).parent
+ENV = {**os.environ, "KERAS_BACKEND": BACKEND, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+no_torch_engine = pytest.mark.skipif(
+    BACKEND == "torch",
+    reason="Keras 3.15's torch backend implements no keras.distribution (keras/src/backend/torch has no "
+    "distribution_lib), so there is no engine to run data parallel on; kc.distribute.data_parallel raises there",
+)
+
+
+def _run(mode, tmp_path):
+    done = subprocess.run([sys.executable, str(HERE / "distribute_worker.py"), mode, str(tmp_path / "initial.weights.h5"),
+                           str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads((tmp_path / f"{mode}.json").read_text())
+
+
+@pytest.fixture
+def initial_weights(tmp_path):
+    from conftest import perturb
+
+    sys.path.insert(0, str(HERE))
+    from distribute_worker import ARCH
+
+    model = perturb(kc.ConvNeXt(**ARCH, input_shape=(32, 32, 3), classes=4), scale=0.05)
+    kc.weights.save_weights(model, tmp_path / "initial.weights.h5")
+    return tmp_path
+
+
+@no_torch_engine
+def test_data_parallel_fit_equals_one_device_on_the_same_global_batch(initial_weights):
+    tmp_path = initial_weights
+    single, parallel = _run("single", tmp_path), _run("parallel", tmp_path)
+    devices = 4 if BACKEND == "jax" else 2
+    assert parallel["description"] == f"data parallel over {devices} devices (cpu)"
+    if BACKEND == "jax":
+        assert parallel["data_axes"][0] == "batch" and parallel["mesh_devices"] == 4
+    a, b = np.load(tmp_path / "single.npz"), np.load(tmp_path / "parallel.npz")
+    assert len(a.files) == len(b.files) > 0
+    for key in a.files:
+        np.testing.assert_allclose(b[key], a[key], atol=1e-4, err_msg=key)
+    # Top-k metrics under sharding: what the metric reports equals top-2 computed from the predictions.
+    probs, labels = np.array(parallel["probabilities"]), np.array(parallel["labels"])
+    expected_top2 = np.mean(np.any(np.argsort(-probs, -1)[:, :2] == labels[:, None], -1))
+    assert 0 < expected_top2 < 1  # held-out images: a metric that could be wrong
+    assert parallel["metrics"]["accuracy"] == pytest.approx(np.mean(np.argmax(probs, -1) == labels), abs=1e-6)
+    assert parallel["metrics"]["top2"] == pytest.approx(expected_top2, abs=1e-6)
+    assert parallel["metrics"]["top2"] == pytest.approx(single["metrics"]["top2"], abs=1e-6)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the LayoutMap is keras.distribution's model parallelism, which Keras 3.15 implements on JAX only")
+def test_model_parallel_layout_shards_pointwise_kernels(initial_weights):
+    report = _run("model_parallel", initial_weights)
+    assert report["kernel_spec"] == ["None", "model"]
+    rows, columns = report["kernel_shape"]
+    assert report["kernel_shard_shapes"] == [[rows, columns // 2]]
+    assert np.isfinite(report["loss"])
+
+
+@no_torch_engine
+def test_data_parallel_rejects_a_bad_device_count():
+    with pytest.raises(ValueError, match="devices must be 'all' or an integer"):
+        kc.distribute.data_parallel(0)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="checks the torch backend's refusal")
+def test_torch_says_why_it_has_no_data_parallel():
+    with pytest.raises(NotImplementedError, match="not for torch"):
+        kc.distribute.data_parallel()
+
