@@ -27,7 +27,7 @@ def _train(args):
         weight_decay=args.weight_decay, ema=args.ema, mixed_precision=args.mixed_precision,
         drop_path_rate=args.drop_path, label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
         rand_augment=not args.no_rand_augment, random_erasing=args.random_erasing,
-        validation_split=args.validation_split, seed=args.seed,
+        validation_split=args.validation_split, seed=args.seed, devices=args.devices,
     )
     train(config, args.output, resume=args.resume, verbose=args.verbose)
     return 0
@@ -116,6 +116,9 @@ def build_parser():
     train.add_argument("--random-erasing", type=float, default=0.25, help="RandomErasing probability (0 = off)")
     train.add_argument("--validation-split", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--devices", default=None,
+                       help="data parallel over 'all' local devices or a number of them (JAX, TensorFlow); "
+                       "--batch-size is then the global batch")
     train.add_argument("--output", default="train-output", help="folder for weights, model, history and plots")
     train.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
     train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity (1: progress bar)")

@@ -82,3 +82,19 @@ def test_torch_says_why_it_has_no_data_parallel():
     with pytest.raises(NotImplementedError, match="not for torch"):
         kc.distribute.data_parallel()
 
+
+@no_torch_engine
+def test_train_cli_with_devices_all_says_what_it_trains_on(tmp_path):
+    from image_folders import write_image_folder
+
+    data = write_image_folder(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_convnext", "train", str(data), "--variant", "convnext_atto", "--image-size", "32",
+         "--batch-size", "4", "--epochs", "1", "--devices", "all", "--verbose", "0", "--output", str(tmp_path / "run")],
+        env=ENV, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    # JAX sees the 4 simulated devices; TensorFlow has one CPU device unless it is split before it starts.
+    expected = "data parallel over 4 devices (cpu)" if BACKEND == "jax" else "data parallel over 1 device (cpu)"
+    assert expected in done.stdout
+    assert (tmp_path / "run" / "model.weights.h5").exists()

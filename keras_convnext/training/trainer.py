@@ -1,5 +1,6 @@
 """``keras-convnext train``: fine-tune or train a ConvNeXt on an image folder, resumable after a kill."""
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,9 +25,10 @@ MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
 class TrainConfig:
     """Everything that defines a run; saved as ``train_config.json`` so that ``--resume`` can check it.
 
-    ``learning_rate`` ``None``: 2e-3 from scratch, 1e-4 with ``weights``. ``layer_decay`` ``None``: off from
-    scratch; with ``weights`` 0.8 for V1 and 0.9 for V2 (the official fine-tuning values). ``drop_path_rate``
-    ``None``: the variant's recipe value.
+    ``batch_size`` is the global batch, split over ``devices`` ("all", a count, or ``None`` for one device).
+    ``learning_rate`` ``None``: 2e-3 from scratch, 1e-4 with ``weights``, per 32 images of global batch (the
+    linear scaling rule). ``layer_decay`` ``None``: off from scratch; with ``weights`` 0.8 for V1 and 0.9 for
+    V2 (the official fine-tuning values). ``drop_path_rate`` ``None``: the variant's recipe value.
 
     Example:
         >>> TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet", epochs=30)
@@ -53,6 +55,7 @@ class TrainConfig:
     random_erasing: float = 0.25
     validation_split: float = 0.2
     seed: int = 0
+    devices: str | None = None
 
     def check(self):
         """Raises ``ValueError`` naming the first bad field.
@@ -79,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"warmup_fraction must be in [0, 1); got {self.warmup_fraction!r}.")
         if not 0.0 < self.ema_momentum < 1.0:
             raise ValueError(f"ema_momentum must be in (0, 1); got {self.ema_momentum!r}.")
+        if self.devices is not None and self.devices != "all" and not str(self.devices).isdigit():
+            raise ValueError(f"devices must be 'all' or a number of devices; got {self.devices!r}.")
 
     def resolved(self):
         """The learning rate, layer decay and drop-path rate this run uses once the defaults are filled in.
@@ -96,7 +101,7 @@ class TrainConfig:
             layer_decay = 0.9 if variant.family == "V2" else 0.8
         drop_path = self.drop_path_rate if self.drop_path_rate is not None else (variant.recipe_drop_path_rate or 0.0)
         return {
-            "learning_rate": self.learning_rate or (1e-4 if fine_tuning else 2e-3),
+            "learning_rate": self.learning_rate or (1e-4 if fine_tuning else 2e-3) * self.batch_size / 32,
             "layer_decay": None if layer_decay in (None, 1.0) else layer_decay,
             "drop_path_rate": drop_path,
         }
@@ -185,24 +190,31 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
         validation_split=config.validation_split, seed=config.seed,
     )
     steps_per_epoch = int(train_data.cardinality())
-    model = _build_model(config, len(class_names), resolved)
+    setup = None
+    if config.devices is not None:
+        from keras_convnext.distribute import data_parallel
+
+        setup = data_parallel("all" if config.devices == "all" else int(config.devices))
+        log(setup.description)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = recipe_optimizer(
-        model,
-        learning_rate=resolved["learning_rate"],
-        total_steps=total_steps,
-        warmup_steps=math.floor(total_steps * config.warmup_fraction),
-        weight_decay=config.weight_decay,
-        layer_decay=resolved["layer_decay"],
-        use_ema=config.ema,
-        ema_momentum=config.ema_momentum,
-    )
     top_k = min(5, len(class_names))
-    model.compile(
-        optimizer=optimizer,
-        loss=recipe_loss(config.label_smoothing),
-        metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(top_k, name=f"top{top_k}")],
-    )
+    with setup.scope() if setup else contextlib.nullcontext():
+        model = _build_model(config, len(class_names), resolved)
+        optimizer = recipe_optimizer(
+            model,
+            learning_rate=resolved["learning_rate"],
+            total_steps=total_steps,
+            warmup_steps=math.floor(total_steps * config.warmup_fraction),
+            weight_decay=config.weight_decay,
+            layer_decay=resolved["layer_decay"],
+            use_ema=config.ema,
+            ema_momentum=config.ema_momentum,
+        )
+        model.compile(
+            optimizer=optimizer,
+            loss=recipe_loss(config.label_smoothing),
+            metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(top_k, name=f"top{top_k}")],
+        )
     if not done:
         write_text_atomically(
             output / CONFIG_FILE,
