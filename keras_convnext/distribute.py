@@ -22,7 +22,13 @@ JAX_MULTI_HOST_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUT
 
 @dataclasses.dataclass
 class DataParallelSetup:
-    """What ``data_parallel`` set up: the devices, and the scope to build and compile the model in."""
+    """What ``data_parallel`` set up: the devices, and the scope to build and compile the model in.
+
+    Example:
+        >>> setup = data_parallel()
+        >>> setup.devices, setup.device_type
+        (['cpu:0', 'cpu:1', 'cpu:2', 'cpu:3'], 'cpu')
+    """
 
     backend: str
     devices: list
