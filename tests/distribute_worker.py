@@ -19,8 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_convnext as kc  # noqa: E402
-
-ARCH = {"depths": (1, 1, 2, 1), "dims": (8, 16, 24, 32), "use_grn": True, "layer_scale_init_value": 0.5}
+from conftest import TINY_ARCH as ARCH  # noqa: E402
 
 
 def data(seed=0):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import BACKEND
+from conftest import BACKEND, TINY_ARCH, perturb
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "KERAS_BACKEND": BACKEND, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -31,12 +31,8 @@ def _run(mode, tmp_path):
 
 @pytest.fixture
 def initial_weights(tmp_path):
-    from conftest import perturb
-
-    sys.path.insert(0, str(HERE))
-    from distribute_worker import ARCH
-
-    model = perturb(kc.ConvNeXt(**ARCH, input_shape=(32, 32, 3), classes=4), scale=0.05)
+    # The worker builds the same TINY_ARCH; importing the worker here would reconfigure TensorFlow's devices.
+    model = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4), scale=0.05)
     kc.weights.save_weights(model, tmp_path / "initial.weights.h5")
     return tmp_path
 
