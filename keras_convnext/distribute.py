@@ -88,6 +88,8 @@ def data_parallel(devices="all"):
         import tensorflow as tf
 
         if "TF_CONFIG" in os.environ:
+            # Created before anything else touches the TF runtime (listing devices would start it), as
+            # MultiWorkerMirroredStrategy needs to configure the collectives first.
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
             kind = "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
             return DataParallelSetup(backend, [f"replica:{i}" for i in range(strategy.num_replicas_in_sync)], kind, strategy)

@@ -53,11 +53,12 @@ def scan_image_folder(data_dir, *, min_classes=2):
     return classes, sum(counts.values())
 
 
-def image_folder_datasets(data_dir, *, image_size, batch_size, validation_split=0.2, seed=0):
+def image_folder_datasets(data_dir, *, image_size, batch_size, validation_split=0.2, seed=0, class_names=None):
     """``(train, validation, class_names)``: batched ``tf.data`` datasets of 0..255 float images and one-hot labels.
 
     ``validation`` is ``None`` when ``validation_split`` is 0. Images are resized to ``image_size`` after a
-    centre crop to a square, so they are not distorted.
+    centre crop to a square, so they are not distorted. ``class_names`` from an earlier ``scan_image_folder``
+    saves scanning the folder again.
 
     Example:
         >>> train, validation, class_names = image_folder_datasets("flowers/", image_size=224, batch_size=32)
@@ -66,7 +67,8 @@ def image_folder_datasets(data_dir, *, image_size, batch_size, validation_split=
 
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}.")
-    class_names, _ = scan_image_folder(data_dir)
+    if class_names is None:
+        class_names, _ = scan_image_folder(data_dir)
     options = dict(
         labels="inferred", label_mode="categorical", class_names=class_names, image_size=(image_size, image_size),
         batch_size=batch_size, crop_to_aspect_ratio=True, seed=seed, verbose=False,
@@ -80,15 +82,18 @@ def image_folder_datasets(data_dir, *, image_size, batch_size, validation_split=
     return train, validation, class_names
 
 
-def evaluation_dataset(data_dir, *, image_size, batch_size=32):
+def evaluation_dataset(data_dir, *, image_size, batch_size=32, class_names=None):
     """``(images dataset, labels array, class_names)`` of a whole image folder, in a fixed order, for evaluation.
+
+    ``class_names`` from an earlier ``scan_image_folder`` saves scanning the folder again.
 
     Example:
         >>> images, labels, class_names = evaluation_dataset("flowers-test/", image_size=224)
     """
     import keras
 
-    class_names, _ = scan_image_folder(data_dir)
+    if class_names is None:
+        class_names, _ = scan_image_folder(data_dir)
     dataset = keras.utils.image_dataset_from_directory(
         data_dir, labels="inferred", label_mode="int", class_names=class_names, image_size=(image_size, image_size),
         batch_size=batch_size, crop_to_aspect_ratio=True, shuffle=False, verbose=False,

@@ -30,7 +30,7 @@ def evaluate_folder(data_dir, weights, *, variant=None, image_size=None, batch_s
     if classes != len(folder_classes):
         raise ValueError(f"The model predicts {classes} classes, but {str(data_dir)!r} has {len(folder_classes)} class folders.")
     size = model.input_shape[1] or image_size or 224
-    images, labels, names = evaluation_dataset(data_dir, image_size=size, batch_size=batch_size)
+    images, labels, names = evaluation_dataset(data_dir, image_size=size, batch_size=batch_size, class_names=folder_classes)
     probabilities = np.asarray(model.predict(images, verbose=0))
     top_k = min(5, classes)
     ranked = np.argsort(-probabilities, axis=-1)

@@ -187,7 +187,7 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
     keras.utils.set_random_seed(config.seed)
     train_data, validation, _ = image_folder_datasets(
         config.data_dir, image_size=config.image_size, batch_size=config.batch_size,
-        validation_split=config.validation_split, seed=config.seed,
+        validation_split=config.validation_split, seed=config.seed, class_names=class_names,
     )
     steps_per_epoch = int(train_data.cardinality())
     setup = None
