@@ -35,13 +35,19 @@ def decode_and_crop(image_bytes, *, image_size, crop_pct, interpolation, min_ima
     """
     import tensorflow as tf
 
-    tf.debugging.assert_greater(tf.strings.length(image_bytes), 0, message="serving_image_bytes: an image string is empty")
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    # The checks are stateful ops and decoding is not, so graph mode may run them in either order; the
+    # control dependencies make each check fail before the op whose own error would be less clear.
+    not_empty = tf.debugging.assert_greater(
+        tf.strings.length(image_bytes), 0, message="serving_image_bytes: an image string is empty")
+    with tf.control_dependencies([not_empty]):
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    tf.debugging.assert_greater_equal(
+    large_enough = tf.debugging.assert_greater_equal(
         tf.minimum(height, width), min_image_side,
         message=f"serving_image_bytes: an image is smaller than {min_image_side}x{min_image_side} pixels",
     )
+    with tf.control_dependencies([large_enough]):
+        height = tf.identity(height)
     scale_size = tf.constant(int(image_size / crop_pct), "float32")
     short = tf.cast(tf.minimum(height, width), "float32")
     new_height = tf.maximum(tf.cast(tf.round(tf.cast(height, "float32") * scale_size / short), "int32"), image_size)
