@@ -126,15 +126,15 @@ def test_shift_and_add_fast_path_matches_the_portable_depthwise_conv(rng, data_f
     np.testing.assert_allclose(fast, portable, atol=1e-5)
 
 
-def test_depthwise_conv_takes_the_fast_path_only_on_jax_cpu():
-    from keras_convnext.layers.depthwise_conv import _fast_path
+def test_depthwise_conv_fast_path_per_backend():
+    from keras_convnext.layers.fast_paths import fast_path
 
     if keras.backend.backend() == "jax":
         import jax
 
-        assert _fast_path() == ("shift_and_add" if jax.default_backend() == "cpu" else "native")
+        assert fast_path("depthwise") == ("shift_and_add" if jax.default_backend() == "cpu" else "portable")
     else:
-        assert _fast_path() == "native"
+        assert fast_path("depthwise") == {"torch": "torch_conv2d"}.get(keras.backend.backend(), "portable")
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])

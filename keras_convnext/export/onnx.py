@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 
 from keras_convnext.trained_model import describe_source, load_source
-from keras_convnext.layers.depthwise_conv import portable_depthwise
+from keras_convnext.layers.fast_paths import portable_only
 
 
 def export_onnx(model_or_file, out_dir, *, variant=None, classes=None, image_size=None):
@@ -32,7 +32,7 @@ def export_onnx(model_or_file, out_dir, *, variant=None, classes=None, image_siz
         fd, partial = tempfile.mkstemp(dir=out_dir, prefix=".model.", suffix=".partial.onnx")
         os.close(fd)
         try:
-            with portable_depthwise():
+            with portable_only():
                 model.export(partial, format="onnx", verbose=False)
             os.replace(partial, out_dir / "model.onnx")
         except BaseException:

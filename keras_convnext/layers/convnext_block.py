@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 from keras_convnext.layers.depthwise_conv import DepthwiseConv
+from keras_convnext.layers.fast_paths import fast_path
 from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
@@ -46,6 +47,8 @@ class ConvNeXtBlock(keras.layers.Layer):
         drop_path_rate: stochastic-depth rate of the residual branch, in ``[0, 1)``.
         use_grn: add ConvNeXt-V2's Global Response Normalization.
         norm_epsilon: the LayerNorm epsilon.
+        norm_affine: give the LayerNorm its own ``gamma`` and ``beta``; ``optimize_for_inference`` folds them into
+            ``pointwise_1`` and builds blocks without.
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
@@ -62,6 +65,7 @@ class ConvNeXtBlock(keras.layers.Layer):
         drop_path_rate=0.0,
         use_grn=False,
         norm_epsilon=1e-6,
+        norm_affine=True,
         data_format="channels_last",
         **kwargs,
     ):
@@ -79,6 +83,7 @@ class ConvNeXtBlock(keras.layers.Layer):
         self.drop_path_rate = float(drop_path_rate)
         self.use_grn = bool(use_grn)
         self.norm_epsilon = float(norm_epsilon)
+        self.norm_affine = bool(norm_affine)
         self.data_format = standardize_data_format(data_format)
         self.axis = channel_axis(self.data_format)
 
@@ -96,7 +101,7 @@ class ConvNeXtBlock(keras.layers.Layer):
             raise ValueError(f"ConvNeXtBlock {self.name!r} needs a known channel dimension; got {input_shape}.")
         hidden = int(round(self.mlp_ratio * channels))
         common = {"dtype": self.dtype_policy}
-        self.layernorm = LayerNorm(self.norm_epsilon, name=f"{self.name}_layernorm", **common)
+        self.layernorm = LayerNorm(self.norm_epsilon, affine=self.norm_affine, name=f"{self.name}_layernorm", **common)
         self.pointwise_1 = keras.layers.Dense(
             hidden, kernel_initializer=kernel_initializer(), name=f"{self.name}_pointwise_1", **common
         )
@@ -134,20 +139,34 @@ class ConvNeXtBlock(keras.layers.Layer):
         return call_with_static_training
 
     def call(self, inputs, training=None):
+        if fast_path("fused_mlp") == "torch_onednn":
+            from keras_convnext.layers import torch_inference
+
+            if torch_inference.can_fuse(self, inputs, training):
+                return torch_inference.fused_block_call(self, inputs)
         x = self.depthwise_conv(inputs)
         if self.axis != -1:
             x = ops.transpose(x, TO_CHANNELS_LAST)
         x = self.layernorm(x)
-        x = self.pointwise_1(x)
+        x = self._pointwise(self.pointwise_1, x)
         x = exact_gelu(x)
         if self.grn is not None:
             x = self.grn(x)
-        x = self.pointwise_2(x)
+        x = self._pointwise(self.pointwise_2, x)
         if self.layer_scale is not None:
             x = self.layer_scale(x)
         if self.axis != -1:
             x = ops.transpose(x, TO_CHANNELS_FIRST)
         return inputs + self.drop_path(x, training=training)
+
+    def _pointwise(self, dense, x):
+        plain = not dense.lora_enabled and getattr(dense, "quantization_mode", None) is None
+        if plain and fast_path("dense") == "torch_linear":
+            import torch.nn.functional as F
+
+            kernel = ops.cast(dense.kernel, self.compute_dtype)
+            return F.linear(x, kernel.T, ops.cast(dense.bias, self.compute_dtype))
+        return dense(x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -162,6 +181,7 @@ class ConvNeXtBlock(keras.layers.Layer):
                 "drop_path_rate": self.drop_path_rate,
                 "use_grn": self.use_grn,
                 "norm_epsilon": self.norm_epsilon,
+                "norm_affine": self.norm_affine,
                 "data_format": self.data_format,
             }
         )

@@ -1,11 +1,10 @@
-"""The depthwise convolution of the ConvNeXt block: the one place where backend fast paths live."""
-
-import contextlib
+"""The depthwise convolution of the ConvNeXt block, with its JAX-CPU and torch fast paths."""
 
 import keras
 from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
+from keras_convnext.layers.fast_paths import fast_path
 from keras_convnext.layers.initializers import kernel_initializer
 
 
@@ -36,35 +35,6 @@ def shift_and_add_depthwise(inputs, kernel, data_format="channels_last"):
                 term = padded[:, :, i : i + height, j : j + width] * taps[:, i, j]
             total = term if total is None else total + term
     return total
-
-
-_PORTABLE_ONLY = []
-
-
-@contextlib.contextmanager
-def portable_depthwise():
-    """Inside this block ``DepthwiseConv`` traces ``ops.depthwise_conv`` on every backend, never a fast path.
-
-    For exporters: an ONNX graph then holds one grouped ``Conv`` per block instead of 49 multiply-adds.
-
-    Example:
-        >>> with portable_depthwise():
-        ...     model.export("model.onnx", format="onnx")
-    """
-    _PORTABLE_ONLY.append(True)
-    try:
-        yield
-    finally:
-        _PORTABLE_ONLY.pop()
-
-
-def _fast_path():
-    """Which depthwise implementation this process uses: "shift_and_add" on JAX's CPU, else "native"."""
-    if keras.backend.backend() != "jax" or _PORTABLE_ONLY:
-        return "native"
-    import jax
-
-    return "shift_and_add" if jax.default_backend() == "cpu" else "native"
 
 
 @keras.saving.register_keras_serializable(package="keras_convnext")
@@ -106,14 +76,25 @@ class DepthwiseConv(keras.layers.Layer):
 
     def call(self, inputs):
         kernel = ops.cast(self.kernel, self.compute_dtype)
-        if _fast_path() == "shift_and_add" and None not in inputs.shape[1:]:
+        bias = ops.cast(self.bias, self.compute_dtype)
+        path = fast_path("depthwise")
+        if path == "torch_conv2d":
+            return self._torch_conv2d(inputs, kernel, bias)
+        if path == "shift_and_add" and None not in inputs.shape[1:]:
             x = shift_and_add_depthwise(inputs, kernel, self.data_format)
         else:
             x = ops.depthwise_conv(inputs, kernel, strides=1, padding="same", data_format=self.data_format)
-        bias = ops.cast(self.bias, self.compute_dtype)
         if self.axis != -1:
             bias = ops.reshape(bias, (-1, 1, 1))
         return x + bias
+
+    def _torch_conv2d(self, inputs, kernel, bias):
+        # Channels-last data is viewed as NCHW without a copy; oneDNN and cuDNN run that view channels-last.
+        import torch.nn.functional as F
+
+        x = inputs.permute(0, 3, 1, 2) if self.axis == -1 else inputs
+        x = F.conv2d(x, kernel.permute(2, 3, 0, 1), bias, padding=self.kernel_size // 2, groups=x.shape[1])
+        return x.permute(0, 2, 3, 1) if self.axis == -1 else x
 
     def compute_output_shape(self, input_shape):
         return input_shape

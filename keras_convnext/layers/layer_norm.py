@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
+from keras_convnext.layers.fast_paths import fast_path
 
 
 @keras.saving.register_keras_serializable(package="keras_convnext")
@@ -16,6 +17,8 @@ class LayerNorm(keras.layers.Layer):
 
     Args:
         epsilon: added to the variance. ConvNeXt uses 1e-6 (Keras' own default, 1e-3, is wrong here).
+        affine: learn ``gamma`` and ``beta``; ``optimize_for_inference`` turns it off where it folds them into
+            the next layer.
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
@@ -24,11 +27,12 @@ class LayerNorm(keras.layers.Layer):
         (2, 7, 7, 96)
     """
 
-    def __init__(self, epsilon=1e-6, data_format="channels_last", **kwargs):
+    def __init__(self, epsilon=1e-6, data_format="channels_last", affine=True, **kwargs):
         super().__init__(**kwargs)
         if not epsilon > 0:
             raise ValueError(f"LayerNorm epsilon must be > 0; got {epsilon!r}.")
         self.epsilon = float(epsilon)
+        self.affine = bool(affine)
         self.data_format = standardize_data_format(data_format)
         self.axis = channel_axis(self.data_format)
         self.supports_masking = True
@@ -37,8 +41,9 @@ class LayerNorm(keras.layers.Layer):
         channels = input_shape[self.axis]
         if channels is None:
             raise ValueError(f"LayerNorm {self.name!r} needs a known channel dimension; got input shape {input_shape}.")
-        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        if self.affine:
+            self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+            self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
     def _broadcastable(self, vector, rank):
         if self.axis == -1 or rank == 2:
@@ -47,19 +52,25 @@ class LayerNorm(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
+        gamma = ops.cast(self.gamma, "float32") if self.affine else None
+        beta = ops.cast(self.beta, "float32") if self.affine else None
+        if self.axis == -1 and fast_path("layer_norm") == "torch_layer_norm":
+            import torch.nn.functional as F
+
+            return ops.cast(F.layer_norm(x, (x.shape[-1],), gamma, beta, self.epsilon), self.compute_dtype)
         mean = ops.mean(x, axis=self.axis, keepdims=True)
         centered = x - mean
         variance = ops.mean(ops.square(centered), axis=self.axis, keepdims=True)
         x = centered * ops.rsqrt(variance + self.epsilon)
-        rank = len(inputs.shape)
-        gamma = self._broadcastable(ops.cast(self.gamma, "float32"), rank)
-        beta = self._broadcastable(ops.cast(self.beta, "float32"), rank)
-        return ops.cast(x * gamma + beta, self.compute_dtype)
+        if self.affine:
+            rank = len(inputs.shape)
+            x = x * self._broadcastable(gamma, rank) + self._broadcastable(beta, rank)
+        return ops.cast(x, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update({"epsilon": self.epsilon, "data_format": self.data_format})
+        config.update({"epsilon": self.epsilon, "data_format": self.data_format, "affine": self.affine})
         return config

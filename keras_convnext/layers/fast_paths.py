@@ -1,0 +1,62 @@
+"""Which backend-specific kernel each layer runs, and one switch that turns them all off.
+
+A fast path computes the same function as the portable ``keras.ops`` code, with the same weights and config,
+and is tested against it; it exists because the portable code is slow on that backend:
+
+- ``depthwise``: JAX on CPU runs a grouped convolution one group at a time (``"shift_and_add"`` instead);
+  torch gets its bias fused into ``F.conv2d`` (``"torch_conv2d"``).
+- ``layer_norm``: torch's fused ``F.layer_norm`` (``"torch_layer_norm"``) instead of ten elementwise passes.
+- ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused.
+- ``fused_mlp``: in torch inference on CPU, the block's MLP as two oneDNN kernels with GELU, LayerScale and the
+  residual add fused in (``"torch_onednn"``; see ``torch_inference``).
+"""
+
+import contextlib
+
+import keras
+
+KINDS = ("depthwise", "layer_norm", "dense", "fused_mlp")
+_PORTABLE_ONLY = []
+
+
+@contextlib.contextmanager
+def portable_only():
+    """Inside this block every layer traces its portable ``keras.ops`` code, never a fast path.
+
+    For exporters (an ONNX graph then holds one grouped ``Conv`` per block instead of 49 multiply-adds) and
+    for tests that compare a fast path with the portable one.
+
+    Example:
+        >>> with portable_only():
+        ...     model.export("model.onnx", format="onnx")
+    """
+    _PORTABLE_ONLY.append(True)
+    try:
+        yield
+    finally:
+        _PORTABLE_ONLY.pop()
+
+
+def fast_path(kind):
+    """The fast path a layer of ``kind`` takes in this process, or ``"portable"``.
+
+    Example:
+        >>> fast_path("layer_norm")  # under KERAS_BACKEND=torch
+        'torch_layer_norm'
+    """
+    if kind not in KINDS:
+        raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
+    if _PORTABLE_ONLY:
+        return "portable"
+    backend = keras.backend.backend()
+    if backend == "torch":
+        if kind == "fused_mlp":
+            from keras_convnext.layers.torch_inference import onednn_available
+
+            return "torch_onednn" if onednn_available() else "portable"
+        return {"depthwise": "torch_conv2d", "layer_norm": "torch_layer_norm", "dense": "torch_linear"}[kind]
+    if backend == "jax" and kind == "depthwise":
+        import jax
+
+        return "shift_and_add" if jax.default_backend() == "cpu" else "portable"
+    return "portable"
