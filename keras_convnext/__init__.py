@@ -6,7 +6,11 @@ Example:
     28589128
 """
 
-from keras_convnext import distribute, export, layers, training, weights
+from keras_convnext.layers.fast_paths import disable_ynn_fusion_on_jax_cpu
+
+disable_ynn_fusion_on_jax_cpu()
+
+from keras_convnext import distribute, export, layers, training, weights  # noqa: E402
 from keras_convnext.applications import (
     BUILDERS,
     VARIANTS,
@@ -41,6 +45,7 @@ from keras_convnext.applications import (
 )
 from keras_convnext.conversion import convert_weights
 from keras_convnext.evaluation import decode_predictions, imagenet_classes, preprocess_image
+from keras_convnext.inference import optimize_for_inference
 from keras_convnext.layers import (
     ConvNeXtBlock,
     ConvNeXtDownsample,

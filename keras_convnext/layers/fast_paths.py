@@ -9,9 +9,12 @@ and is tested against it; it exists because the portable code is slow on that ba
 - ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused.
 - ``fused_mlp``: in torch inference on CPU, the block's MLP as two oneDNN kernels with GELU, LayerScale and the
   residual add fused in (``"torch_onednn"``; see ``torch_inference``).
+
+One fast path is a compiler setting rather than a kernel: ``disable_ynn_fusion_on_jax_cpu``.
 """
 
 import contextlib
+import os
 
 import keras
 
@@ -60,3 +63,31 @@ def fast_path(kind):
 
         return "shift_and_add" if jax.default_backend() == "cpu" else "portable"
     return "portable"
+
+
+YNN_FUSION_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+KEEP_XLA_FLAGS = "KERAS_CONVNEXT_KEEP_XLA_FLAGS"
+
+
+def disable_ynn_fusion_on_jax_cpu():
+    """Turns off XLA:CPU's experimental YNN fusion for this process, where that is still possible; True if done.
+
+    That fusion pulls a dozen of the depthwise conv's shifted slices into the following LayerNorm and dot,
+    materialising each as a full tensor: a stage-1 ConvNeXt block took 120 ms with it and 71 ms without, and
+    ConvNeXt-T ran ~30% faster end to end. ``import keras_convnext`` calls this. It appends the flag to
+    ``XLA_FLAGS`` only when the backend is JAX, JAX has not started its CPU client yet (XLA reads the flags then),
+    the flag is not set already, and ``KERAS_CONVNEXT_KEEP_XLA_FLAGS`` is unset (set it to opt out).
+
+    Example:
+        >>> disable_ynn_fusion_on_jax_cpu()  # before any JAX computation, under KERAS_BACKEND=jax
+        True
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if keras.backend.backend() != "jax" or os.environ.get(KEEP_XLA_FLAGS) or "ynn_fusion_type" in flags:
+        return False
+    from jax._src import xla_bridge
+
+    if getattr(xla_bridge, "_backends", True):  # already started, or a JAX without this attribute: leave it
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {YNN_FUSION_OFF}".strip()
+    return True

@@ -1,0 +1,80 @@
+"""``optimize_for_inference``: the same model with its exact algebraic folds applied, for serving.
+
+Folds (each exact in real arithmetic; in float32 the outputs move by rounding only, ≤ 1e-5):
+
+- a block's LayerNorm ``gamma``/``beta`` into ``pointwise_1``: ``(x̂·γ + β)·W + b = x̂·(γ ⊙ W) + (β·W + b)``;
+- LayerScale into ``pointwise_2``: ``(h·W + b)·s = h·(W ⊙ s) + b·s``;
+- the head's LayerNorm into ``head_dense`` the same way (dropout in between is the identity at inference);
+- stochastic depth, the identity at inference, is dropped.
+
+Each block then runs three fewer elementwise passes over its activations.
+"""
+
+import keras
+import numpy as np
+
+from keras_convnext.layers import ConvNeXtBlock, LayerNorm
+
+
+def _fold_norm_into_dense(norm_weights, dense_weights):
+    gamma, beta = (w.astype("float64") for w in norm_weights)
+    kernel, bias = (w.astype("float64") for w in dense_weights)
+    return [gamma[:, None] * kernel, bias + beta @ kernel]
+
+
+def _set(layer, weights):
+    layer.set_weights([np.asarray(w, dtype=v.dtype) for w, v in zip(weights, layer.weights)])
+
+
+def _fold_block(block, target):
+    target.depthwise_conv.set_weights(block.depthwise_conv.get_weights())
+    _set(target.pointwise_1, _fold_norm_into_dense(block.layernorm.get_weights(), block.pointwise_1.get_weights()))
+    if block.grn is not None:
+        target.grn.set_weights(block.grn.get_weights())
+    kernel, bias = (w.astype("float64") for w in block.pointwise_2.get_weights())
+    if block.layer_scale is not None:
+        scale = block.layer_scale.get_weights()[0].astype("float64")
+        kernel, bias = kernel * scale, bias * scale
+    _set(target.pointwise_2, [kernel, bias])
+
+
+def optimize_for_inference(model):
+    """A new model computing ``model``'s inference outputs with LayerNorm affines and LayerScale folded away.
+
+    ``model`` is left untouched. The result has fewer weights and ops and the same outputs (≤ 1e-5 in float32);
+    it is for inference and export, not for further training (its blocks have no LayerScale to train).
+
+    Example:
+        >>> model = kc.create_model("convnext_tiny", weights="imagenet")
+        >>> fast = kc.optimize_for_inference(model)
+        >>> np.testing.assert_allclose(fast.predict(images), model.predict(images), atol=1e-5)
+    """
+    if not isinstance(model, keras.Model) or not isinstance(model, keras.src.models.Functional):
+        raise ValueError(
+            f"optimize_for_inference expects a functional keras.Model built by keras_convnext (e.g. create_model); "
+            f"got {type(model).__name__}."
+        )
+    blocks = [layer for layer in model.layers if isinstance(layer, ConvNeXtBlock)]
+    if not blocks:
+        raise ValueError(f"optimize_for_inference found no ConvNeXtBlock in model {model.name!r}; nothing to fold.")
+    names = {layer.name for layer in model.layers}
+    fold_head = "head_layernorm" in names and "head_dense" in names
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        if isinstance(layer, ConvNeXtBlock):
+            config.update(layer_scale_init_value=None, norm_affine=False, drop_path_rate=0.0)
+        elif isinstance(layer, LayerNorm) and fold_head and layer.name == "head_layernorm":
+            config.update(affine=False)
+        return layer.__class__.from_config(config)
+
+    optimized = keras.models.clone_model(model, clone_function=clone_layer)
+    for layer in model.layers:
+        target = optimized.get_layer(layer.name)
+        if isinstance(layer, ConvNeXtBlock):
+            _fold_block(layer, target)
+        elif fold_head and layer.name == "head_dense":
+            _set(target, _fold_norm_into_dense(model.get_layer("head_layernorm").get_weights(), layer.get_weights()))
+        elif target.weights:
+            target.set_weights(layer.get_weights())
+    return optimized

@@ -1,0 +1,117 @@
+"""optimize_for_inference folds, and the backend fast paths against the portable keras.ops code."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_convnext as kc
+from conftest import BACKEND, TINY_ARCH, loss_and_gradients, perturb
+from keras_convnext.layers.fast_paths import fast_path, portable_only
+
+INPUT = (32, 32, 3)
+
+
+def _images(batch=3, seed=1):
+    return np.random.default_rng(seed).uniform(0, 255, (batch, *INPUT)).astype("float32")
+
+
+def _model(**overrides):
+    arguments = {**TINY_ARCH, "input_shape": INPUT, "classes": 7, "classifier_activation": None, **overrides}
+    return perturb(kc.ConvNeXt(**arguments))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"use_grn": False}, {"layer_scale_init_value": None}, {"include_top": False, "pooling": "avg"},
+     {"include_top": False}, {"dropout_rate": 0.3, "drop_path_rate": 0.2}],
+    ids=["v1_and_grn", "v1", "v2", "features_avg", "feature_map", "dropout_and_drop_path"],
+)
+def test_optimized_model_matches_the_original(overrides):
+    model = _model(**overrides)
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    optimized = kc.optimize_for_inference(model)
+    images = _images()
+    np.testing.assert_allclose(optimized.predict_on_batch(images), model.predict_on_batch(images), atol=1e-5)
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+
+
+def test_optimized_model_has_no_layer_scale_norm_affine_or_drop_path_in_its_blocks():
+    model = _model(drop_path_rate=0.2)
+    optimized = kc.optimize_for_inference(model)
+    blocks = [layer for layer in optimized.layers if isinstance(layer, kc.ConvNeXtBlock)]
+    assert blocks and all(b.layer_scale is None and not b.layernorm.weights and b.drop_path_rate == 0 for b in blocks)
+    assert not optimized.get_layer("head_layernorm").weights
+    # Each block loses its LayerScale (1 weight) and its norm's affine (2); the head norm its affine (2).
+    assert len(model.weights) - len(optimized.weights) == 3 * len(blocks) + 2
+
+
+def test_optimized_model_saves_and_reloads(tmp_path):
+    optimized = kc.optimize_for_inference(_model())
+    path = tmp_path / "optimized.keras"
+    optimized.save(path)
+    reloaded = keras.models.load_model(path)
+    images = _images()
+    np.testing.assert_allclose(reloaded.predict_on_batch(images), optimized.predict_on_batch(images), atol=1e-6)
+
+
+def test_optimize_for_inference_refuses_what_it_cannot_fold():
+    with pytest.raises(ValueError, match="functional keras.Model"):
+        kc.optimize_for_inference(keras.layers.Dense(3))
+    with pytest.raises(ValueError, match="got Sequential"):
+        kc.optimize_for_inference(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+    inputs = keras.Input((4,))
+    plain = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with pytest.raises(ValueError, match="no ConvNeXtBlock"):
+        kc.optimize_for_inference(plain)
+
+
+def test_fast_paths_match_the_portable_path_in_inference():
+    model = _model()
+    images = _images()
+    fast = model.predict_on_batch(images)
+    with portable_only():
+        assert {fast_path(kind) for kind in ("depthwise", "layer_norm", "dense", "fused_mlp")} == {"portable"}
+        portable = kc.ConvNeXt(**TINY_ARCH, input_shape=INPUT, classes=7, classifier_activation=None)
+        portable.set_weights(model.get_weights())
+        expected = portable.predict_on_batch(images)
+    np.testing.assert_allclose(fast, expected, atol=1e-5)
+
+
+def test_fast_paths_match_the_portable_path_in_training_gradients():
+    model = _model()
+    images = _images(batch=2)
+    squared = lambda y: keras.ops.mean(keras.ops.square(y))  # noqa: E731
+    fast_loss, fast_gradients = loss_and_gradients(model, images, squared)
+    with portable_only():
+        loss, gradients = loss_and_gradients(model, images, squared)
+    assert fast_loss == pytest.approx(loss, rel=1e-5)
+    for fast, portable in zip(fast_gradients, gradients):
+        np.testing.assert_allclose(fast, portable, rtol=1e-4, atol=1e-6)
+
+
+def test_fast_path_names_per_backend():
+    expected = {
+        "torch": {"depthwise": "torch_conv2d", "layer_norm": "torch_layer_norm", "dense": "torch_linear",
+                  "fused_mlp": "torch_onednn"},
+        "tensorflow": dict.fromkeys(("depthwise", "layer_norm", "dense", "fused_mlp"), "portable"),
+        "jax": {"depthwise": "shift_and_add", "layer_norm": "portable", "dense": "portable", "fused_mlp": "portable"},
+    }[BACKEND]
+    assert {kind: fast_path(kind) for kind in expected} == expected
+    with pytest.raises(ValueError, match="Unknown fast-path kind"):
+        fast_path("softmax")
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the oneDNN fused block is a torch-backend kernel")
+def test_torch_predict_runs_the_fused_onednn_block_and_training_does_not(monkeypatch):
+    from keras_convnext.layers import torch_inference
+
+    calls = []
+    original = torch_inference.fused_block_call
+    monkeypatch.setattr(torch_inference, "fused_block_call", lambda *a: calls.append(1) or original(*a))
+    model = _model()
+    model.predict_on_batch(_images())
+    blocks = sum(isinstance(layer, kc.ConvNeXtBlock) for layer in model.layers)
+    assert len(calls) == blocks
+    loss_and_gradients(model, _images(), lambda y: keras.ops.mean(y))
+    assert len(calls) == blocks, "the fused kernels have no gradient and must not run under autograd"
