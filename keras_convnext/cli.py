@@ -67,6 +67,25 @@ def _export(args):
     return 0
 
 
+def _bench(args):
+    import json
+
+    from keras_convnext.benchmarks.throughput import format_report, run_benchmark
+    from keras_convnext.weights.atomic_save import write_text_atomically
+
+    jit_compile = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+    result = run_benchmark(
+        args.variant, modes=args.mode, batch_size=args.batch_size, image_size=args.image_size, dtype=args.dtype,
+        rounds=args.rounds, warmup=args.warmup, baselines=args.baselines, optimized=not args.no_optimize,
+        jit_compile=jit_compile,
+    )
+    print(format_report(result))
+    if args.json:
+        write_text_atomically(args.json, json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser():
     """The argument parser of ``keras-convnext``, one sub-command per task.
 
@@ -146,6 +165,25 @@ def build_parser():
     export.add_argument("--top-k", type=_positive_int, default=5)
     export.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     export.set_defaults(run=_export)
+
+    bench = commands.add_parser(
+        "bench", help="images/s against keras.applications and native PyTorch, alternating runs in one process"
+    )
+    bench.add_argument("--variant", default="convnext_tiny")
+    bench.add_argument("--batch-size", type=_positive_int, default=8)
+    bench.add_argument("--image-size", type=_positive_int, default=224)
+    bench.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                       help="float32, or mixed precision computing in bfloat16/float16 (torch: autocast)")
+    bench.add_argument("--mode", nargs="+", choices=["inference", "training"], default=["inference", "training"])
+    bench.add_argument("--rounds", type=_positive_int, default=10, help="timed rounds, each running every candidate once")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed rounds first (compilation happens there)")
+    bench.add_argument("--baselines", nargs="*", default=["keras_applications", "torch_eager"],
+                       choices=["keras_applications", "torch_eager", "torch_compile"])
+    bench.add_argument("--no-optimize", action="store_true", help="skip optimize_for_inference for inference")
+    bench.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto",
+                       help="the Keras models' jit_compile (auto: Keras' choice per backend)")
+    bench.add_argument("--json", default=None, metavar="FILE", help="also write the figures and every timing as JSON")
+    bench.set_defaults(run=_bench)
 
     convert = commands.add_parser(
         "convert", help="convert a checkpoint (HF, timm, torchvision, FB, keras.applications) into one .weights.h5"

@@ -1,0 +1,323 @@
+"""Throughput of this package's ConvNeXt against keras.applications and native PyTorch, in one process.
+
+Each candidate is one way to run a batch: this package's model on the active Keras backend, the
+``keras.applications`` model of the same size on the same backend, and native PyTorch (timm where it imports, else
+Hugging Face's ``ConvNext``), eager and optionally ``torch.compile``. Candidates run alternately, A B C A B C …, so
+that a noisy neighbour slows all of them alike; warm-up rounds (compilation included) are not timed; the device
+is synchronised before each clock reading. Each round gives one ratio per baseline, and the summary reports the
+median images per second and the median (min–max) of those per-round ratios.
+
+Run: ``keras-convnext bench --variant convnext_tiny --batch-size 8 --image-size 224 --json bench.json``.
+"""
+
+import dataclasses
+import statistics
+import time
+
+MODES = ("inference", "training")
+DTYPES = ("float32", "bfloat16", "float16")
+KERAS_APPLICATIONS = {
+    "convnext_tiny": "ConvNeXtTiny",
+    "convnext_small": "ConvNeXtSmall",
+    "convnext_base": "ConvNeXtBase",
+    "convnext_large": "ConvNeXtLarge",
+    "convnext_xlarge": "ConvNeXtXLarge",
+}
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One timed way of running a batch: ``step()`` runs it and returns once the device is done.
+
+    Example:
+        >>> Candidate("noop", "does nothing", lambda: None).step()
+    """
+
+    name: str
+    description: str
+    step: callable
+    is_ours: bool = False
+
+
+def _inputs(batch_size, image_size, classes, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
+    labels = rng.integers(0, classes, batch_size)
+    return images, labels
+
+
+def _keras_policy(dtype):
+    return "float32" if dtype == "float32" else f"mixed_{dtype}"
+
+
+def _compiled_keras_step(model, mode, images, labels, jit_compile):
+    import keras
+
+    if mode == "inference":
+        model.compile(jit_compile=jit_compile)
+        return lambda: model.predict_on_batch(images)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=loss, jit_compile=jit_compile)
+    return lambda: model.train_on_batch(images, labels)
+
+
+def keras_convnext_candidate(variant, mode, batch_size, image_size, dtype="float32", optimized=True, jit_compile="auto"):
+    """This package's model, built with the backend's fast paths; ``optimized`` applies ``optimize_for_inference``.
+
+    Example:
+        >>> candidate = keras_convnext_candidate("convnext_atto", "inference", 2, 64)
+        >>> candidate.step()
+    """
+    import keras
+
+    from keras_convnext.applications import create_model
+
+    keras.config.set_dtype_policy(_keras_policy(dtype))
+    try:
+        model = create_model(variant, input_shape=(image_size, image_size, 3), classifier_activation=None)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    folded = optimized and mode == "inference"
+    if folded:
+        from keras_convnext.inference import optimize_for_inference
+
+        model = optimize_for_inference(model)
+    images, labels = _inputs(batch_size, image_size, model.output_shape[-1])
+    description = f"keras_convnext {variant} ({keras.backend.backend()}{', folded' if folded else ''})"
+    step = _compiled_keras_step(model, mode, images, labels, jit_compile)
+    return Candidate("keras_convnext", description, step, is_ours=True)
+
+
+def keras_applications_candidate(variant, mode, batch_size, image_size, dtype="float32", jit_compile="auto"):
+    """``keras.applications`` ConvNeXt of the same size on the same backend, or ``None`` if it has no such size.
+
+    Example:
+        >>> keras_applications_candidate("convnext_atto", "inference", 2, 64) is None
+        True
+    """
+    import keras
+
+    builder_name = KERAS_APPLICATIONS.get(variant)
+    if builder_name is None:
+        return None
+    keras.config.set_dtype_policy(_keras_policy(dtype))
+    try:
+        model = getattr(keras.applications, builder_name)(
+            weights=None, input_shape=(image_size, image_size, 3), classifier_activation=None
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+    images, labels = _inputs(batch_size, image_size, 1000)
+    step = _compiled_keras_step(model, mode, images, labels, jit_compile)
+    return Candidate("keras_applications", f"keras.applications.{builder_name} ({keras.backend.backend()})", step)
+
+
+def _native_torch_model(variant):
+    """timm's model where timm imports; otherwise Hugging Face's ConvNext/ConvNextV2 with the same architecture."""
+    from keras_convnext.applications import get_variant
+
+    try:
+        import timm
+
+        return timm.create_model(variant, pretrained=False), "timm"
+    except Exception:  # noqa: BLE001 - timm missing or not importable beside this torch build
+        pass
+    import transformers
+
+    row = get_variant(variant)
+    if row.family == "isotropic":
+        return None, None
+    common = {"depths": list(row.depths), "hidden_sizes": list(row.dims), "num_labels": 1000,
+              "layer_norm_eps": row.norm_epsilon}
+    if row.family == "V2":
+        return transformers.ConvNextV2ForImageClassification(transformers.ConvNextV2Config(**common)), "transformers"
+    config = transformers.ConvNextConfig(layer_scale_init_value=row.layer_scale_init_value, **common)
+    return transformers.ConvNextForImageClassification(config), "transformers"
+
+
+def native_torch_candidate(variant, mode, batch_size, image_size, dtype="float32", compiled=False):
+    """Native PyTorch (timm, else Hugging Face), eager or ``torch.compile``d; ``None`` where neither has the variant.
+
+    Inference runs under ``torch.inference_mode``, training is AdamW on cross-entropy; a non-float32 ``dtype`` runs
+    under ``torch.autocast``. Inputs are NCHW, PyTorch's native layout.
+
+    Example:
+        >>> native_torch_candidate("convnext_atto", "inference", 2, 64).step()
+    """
+    import torch
+
+    model, library = _native_torch_model(variant)
+    if model is None:
+        return None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device)
+    images, labels = _inputs(batch_size, image_size, 1000)
+    images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
+    labels = torch.from_numpy(labels).to(device)
+    autocast = torch.autocast(device, dtype=getattr(torch, dtype), enabled=dtype != "float32")
+    forward = torch.compile(model) if compiled else model
+
+    def logits():
+        output = forward(images)
+        return output if isinstance(output, torch.Tensor) else output.logits
+
+    def synchronize():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    if mode == "inference":
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast:
+                logits()
+            synchronize()
+    else:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(logits(), labels)
+            loss.backward()
+            optimizer.step()
+            synchronize()
+
+    name = f"torch_{'compile' if compiled else 'eager'}"
+    return Candidate(name, f"{library} {variant} (torch {'compile' if compiled else 'eager'}, {device})", step)
+
+
+def alternate(candidates, rounds, warmup=2):
+    """Runs the candidates in turn, ``warmup`` untimed rounds then ``rounds`` timed ones; seconds per step each.
+
+    Example:
+        >>> alternate([Candidate("a", "a", lambda: None)], rounds=3)["a"].__len__()
+        3
+    """
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"alternate needs rounds >= 1 and warmup >= 0; got rounds={rounds}, warmup={warmup}.")
+    for _ in range(warmup):
+        for candidate in candidates:
+            candidate.step()
+    seconds = {candidate.name: [] for candidate in candidates}
+    for _ in range(rounds):
+        for candidate in candidates:
+            start = time.perf_counter()
+            candidate.step()
+            seconds[candidate.name].append(time.perf_counter() - start)
+    return seconds
+
+
+def summarize(seconds, batch_size, ours="keras_convnext"):
+    """Median images/s per candidate and, per baseline, the median (min, max) of the per-round speed ratios.
+
+    A ratio above 1 means this package is faster in that round.
+
+    Example:
+        >>> summarize({"keras_convnext": [0.5, 0.5], "b": [1.0, 1.0]}, 8)["ratios"]["b"]["median"]
+        2.0
+    """
+    images_per_second = {name: batch_size / statistics.median(times) for name, times in seconds.items()}
+    ratios = {}
+    for name, times in seconds.items():
+        if name == ours:
+            continue
+        per_round = [theirs / mine for mine, theirs in zip(seconds[ours], times)]
+        ratios[name] = {"median": statistics.median(per_round), "min": min(per_round), "max": max(per_round)}
+    return {"images_per_second": images_per_second, "ratios": ratios}
+
+
+def run_benchmark(variant="convnext_tiny", modes=MODES, batch_size=8, image_size=224, dtype="float32", rounds=10,
+                  warmup=2, baselines=("keras_applications", "torch_eager"), optimized=True, jit_compile="auto"):
+    """Benchmarks ``variant`` in each mode against the baselines; returns a JSON-ready dict.
+
+    Example:
+        >>> result = run_benchmark("convnext_atto", modes=("inference",), batch_size=2, image_size=64, rounds=3)
+        >>> result["modes"]["inference"]["ratios"]["torch_eager"]["median"]  # doctest: +SKIP
+        1.4
+    """
+    import keras
+
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"Unknown benchmark mode {mode!r}; expected one of {MODES}.")
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown benchmark dtype {dtype!r}; expected one of {DTYPES}.")
+    known = {"keras_applications", "torch_eager", "torch_compile"}
+    if set(baselines) - known:
+        raise ValueError(f"Unknown baselines {sorted(set(baselines) - known)}; expected some of {sorted(known)}.")
+    if batch_size < 1 or image_size < 32:
+        raise ValueError(f"Benchmark needs batch_size >= 1 and image_size >= 32; got {batch_size}, {image_size}.")
+
+    result = {"variant": variant, "backend": keras.backend.backend(), "batch_size": batch_size,
+              "image_size": image_size, "dtype": dtype, "rounds": rounds, "warmup": warmup,
+              "machine": machine_description(), "modes": {}}
+    for mode in modes:
+        candidates = [keras_convnext_candidate(variant, mode, batch_size, image_size, dtype, optimized, jit_compile)]
+        if "keras_applications" in baselines:
+            candidates.append(keras_applications_candidate(variant, mode, batch_size, image_size, dtype, jit_compile))
+        for compiled in (False, True):
+            if f"torch_{'compile' if compiled else 'eager'}" in baselines:
+                candidates.append(native_torch_candidate(variant, mode, batch_size, image_size, dtype, compiled))
+        candidates = [candidate for candidate in candidates if candidate is not None]
+        seconds = alternate(candidates, rounds, warmup)
+        result["modes"][mode] = {
+            "candidates": {candidate.name: candidate.description for candidate in candidates},
+            "seconds_per_step": seconds,
+            **summarize(seconds, batch_size),
+        }
+    return result
+
+
+def machine_description():
+    """CPU model, core count and accelerators of this machine, for the record.
+
+    Example:
+        >>> machine_description()["cpu_count"] > 0
+        True
+    """
+    import os
+    import platform
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    description = {"cpu": cpu, "cpu_count": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+    try:
+        import torch
+
+        description["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            description["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    import keras
+
+    description["keras"] = keras.__version__
+    return description
+
+
+def format_report(result):
+    """The benchmark result as a plain-text table.
+
+    Example:
+        >>> print(format_report(run_benchmark("convnext_atto", ("inference",), 2, 64, rounds=3)))  # doctest: +SKIP
+    """
+    lines = [f"{result['variant']}  {result['image_size']}x{result['image_size']}  batch {result['batch_size']}  "
+             f"{result['dtype']}  backend {result['backend']}  {result['rounds']} alternating rounds "
+             f"after {result['warmup']} warm-up"]
+    for mode, summary in result["modes"].items():
+        lines.append(f"\n{mode}")
+        lines.append(f"  {'candidate':<20} {'img/s':>8}   {'ours / it (median, min-max)':<28} what")
+        for name, description in summary["candidates"].items():
+            speed = summary["images_per_second"][name]
+            ratio = summary["ratios"].get(name)
+            cell = "" if ratio is None else f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})"
+            lines.append(f"  {name:<20} {speed:>8.2f}   {cell:<28} {description}")
+    return "\n".join(lines)
