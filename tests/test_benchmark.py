@@ -61,3 +61,18 @@ def test_cli_prints_the_table_and_writes_json(tmp_path):
     assert written["variant"] == "convnext_atto" and written["backend"] == BACKEND
     assert written["modes"]["inference"]["ratios"]["torch_eager"]["median"] > 0
     assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="op_profile covers torch (torch.profiler) and JAX (block parts); "
+                    "TensorFlow meets its targets and has no table")
+def test_op_profile_prints_a_table_for_the_backend():
+    from keras_convnext.benchmarks import op_profile
+
+    if BACKEND == "torch":
+        table = op_profile.torch_op_table("convnext_atto", batch_size=1, image_size=32, steps=1, rows=5)
+        assert "keras_convnext" in table and "native torch" in table and len(table.splitlines()) == 2 + 5 + 1
+    else:
+        table = op_profile.jax_block_table(batch_size=1, image_size=32, dims=(8, 16))
+        rows = table.splitlines()[2:]
+        assert [row.split()[0] for row in rows] == ["1x8x8x8", "1x4x4x16"]
+        assert all(float(cell) > 0 for row in rows for cell in row.split()[1:])

@@ -115,3 +115,24 @@ def test_torch_predict_runs_the_fused_onednn_block_and_training_does_not(monkeyp
     assert len(calls) == blocks
     loss_and_gradients(model, _images(), lambda y: keras.ops.mean(y))
     assert len(calls) == blocks, "the fused kernels have no gradient and must not run under autograd"
+
+
+@pytest.mark.parametrize(
+    "environment, expected",
+    [({}, "--xla_cpu_experimental_ynn_fusion_type="),
+     ({"KERAS_CONVNEXT_KEEP_XLA_FLAGS": "1"}, ""),
+     ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"}, "--xla_cpu_experimental_ynn_fusion_type=dot")],
+    ids=["added", "opted_out", "user_setting_kept"],
+)
+def test_import_turns_ynn_fusion_off_only_under_jax_before_it_starts(environment, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key not in ("XLA_FLAGS", "KERAS_CONVNEXT_KEEP_XLA_FLAGS")}
+    env.update(environment, KERAS_BACKEND=BACKEND)
+    script = "import os, keras_convnext; print(os.environ.get('XLA_FLAGS', ''))"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert printed == (expected if BACKEND == "jax" else environment.get("XLA_FLAGS", ""))
