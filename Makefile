@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/keras-convnext demo
 
 test: $(STAMP)
 	$(VENV)/bin/python tests/run_all_backends.py
+
+# BENCHMARKS.md's CPU tables: ConvNeXt-T, 224, batch 8, float32, on each backend, JSON in benchmark-results/.
+bench: $(STAMP)
+	for backend in tensorflow jax torch; do \
+		KERAS_BACKEND=$$backend $(VENV)/bin/keras-convnext bench --json benchmark-results/cpu-$$backend.json || exit 1; \
+	done
 
 install: $(STAMP)
 
