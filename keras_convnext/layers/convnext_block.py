@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 from keras_convnext.layers.depthwise_conv import DepthwiseConv
-from keras_convnext.layers.fast_paths import fast_path
+from keras_convnext.layers.fast_paths import fast_path, is_plain_dense
 from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
@@ -160,8 +160,7 @@ class ConvNeXtBlock(keras.layers.Layer):
         return inputs + self.drop_path(x, training=training)
 
     def _pointwise(self, dense, x):
-        plain = not dense.lora_enabled and getattr(dense, "quantization_mode", None) is None
-        if plain and fast_path("dense") == "torch_linear":
+        if is_plain_dense(dense) and fast_path("dense") == "torch_linear":
             import torch.nn.functional as F
 
             kernel = ops.cast(dense.kernel, self.compute_dtype)

@@ -14,6 +14,7 @@ One fast path is a compiler setting rather than a kernel: ``disable_ynn_fusion_o
 """
 
 import contextlib
+import functools
 import os
 
 import keras
@@ -40,6 +41,17 @@ def portable_only():
         _PORTABLE_ONLY.pop()
 
 
+def is_plain_dense(dense):
+    """Whether a fast path may compute ``dense`` from its kernel and bias directly, bypassing ``Dense.__call__``:
+    only a Dense with neither LoRA nor quantization, whose ``__call__`` would add nothing else.
+
+    Example:
+        >>> is_plain_dense(keras.layers.Dense(4))
+        True
+    """
+    return not dense.lora_enabled and getattr(dense, "quantization_mode", None) is None
+
+
 def fast_path(kind):
     """The fast path a layer of ``kind`` takes in this process, or ``"portable"``.
 
@@ -54,15 +66,21 @@ def fast_path(kind):
     backend = keras.backend.backend()
     if backend == "torch":
         if kind == "fused_mlp":
-            from keras_convnext.layers.torch_inference import onednn_available
-
-            return "torch_onednn" if onednn_available() else "portable"
+            return "torch_onednn" if _onednn_available() else "portable"
         return {"depthwise": "torch_conv2d", "layer_norm": "torch_layer_norm", "dense": "torch_linear"}[kind]
     if backend == "jax" and kind == "depthwise":
         import jax
 
         return "shift_and_add" if jax.default_backend() == "cpu" else "portable"
     return "portable"
+
+
+@functools.cache
+def _onednn_available():
+    # Asked on every block call; the torch build does not change within a process.
+    from keras_convnext.layers.torch_inference import onednn_available
+
+    return onednn_available()
 
 
 YNN_FUSION_OFF = "--xla_cpu_experimental_ynn_fusion_type="

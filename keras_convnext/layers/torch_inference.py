@@ -8,6 +8,8 @@ have no gradient, so the block uses them only where autograd is off (``predict``
 
 from keras import ops
 
+from keras_convnext.layers.fast_paths import is_plain_dense
+
 
 def onednn_available():
     """Whether this torch build has oneDNN's fused linear kernels.
@@ -40,8 +42,8 @@ def can_fuse(block, inputs, training):
         and inputs.dtype == torch.float32
         and block.compute_dtype == "float32"
         and not (training and block.drop_path_rate > 0)
-        and all(not dense.lora_enabled and getattr(dense, "quantization_mode", None) is None
-                for dense in (block.pointwise_1, block.pointwise_2))
+        and is_plain_dense(block.pointwise_1)
+        and is_plain_dense(block.pointwise_2)
     )
 
 
