@@ -49,7 +49,7 @@ def optimize_for_inference(model):
         >>> fast = kc.optimize_for_inference(model)
         >>> np.testing.assert_allclose(fast.predict(images), model.predict(images), atol=1e-5)
     """
-    if not isinstance(model, keras.Model) or not isinstance(model, keras.src.models.Functional):
+    if not isinstance(model, keras.src.models.Functional):
         raise ValueError(
             f"optimize_for_inference expects a functional keras.Model built by keras_convnext (e.g. create_model); "
             f"got {type(model).__name__}."
