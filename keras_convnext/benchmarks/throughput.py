@@ -36,7 +36,6 @@ class Candidate:
     name: str
     description: str
     step: callable
-    is_ours: bool = False
 
 
 def _inputs(batch_size, image_size, classes, seed=0):
@@ -48,8 +47,16 @@ def _inputs(batch_size, image_size, classes, seed=0):
     return images, labels
 
 
-def _keras_policy(dtype):
-    return "float32" if dtype == "float32" else f"mixed_{dtype}"
+def _build_under_policy(dtype, build):
+    """``build()`` under the Keras policy for ``dtype`` (``mixed_<dtype>`` unless float32), then the previous one."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32" if dtype == "float32" else f"mixed_{dtype}")
+    try:
+        return build()
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _compiled_keras_step(model, mode, images, labels, jit_compile):
@@ -78,11 +85,9 @@ def keras_convnext_candidate(variant, mode, batch_size, image_size, dtype="float
 
     from keras_convnext.applications import create_model
 
-    keras.config.set_dtype_policy(_keras_policy(dtype))
-    try:
-        model = create_model(variant, input_shape=(image_size, image_size, 3), classifier_activation=None)
-    finally:
-        keras.config.set_dtype_policy("float32")
+    model = _build_under_policy(
+        dtype, lambda: create_model(variant, input_shape=(image_size, image_size, 3), classifier_activation=None)
+    )
     folded = optimized and mode == "inference"
     if folded:
         from keras_convnext.inference import optimize_for_inference
@@ -91,7 +96,7 @@ def keras_convnext_candidate(variant, mode, batch_size, image_size, dtype="float
     images, labels = _inputs(batch_size, image_size, model.output_shape[-1])
     description = f"keras_convnext {variant} ({keras.backend.backend()}{', folded' if folded else ''})"
     step = _compiled_keras_step(model, mode, images, labels, jit_compile)
-    return Candidate("keras_convnext", description, step, is_ours=True)
+    return Candidate("keras_convnext", description, step)
 
 
 def keras_applications_candidate(variant, mode, batch_size, image_size, dtype="float32", jit_compile="auto"):
@@ -106,13 +111,10 @@ def keras_applications_candidate(variant, mode, batch_size, image_size, dtype="f
     builder_name = KERAS_APPLICATIONS.get(variant)
     if builder_name is None:
         return None
-    keras.config.set_dtype_policy(_keras_policy(dtype))
-    try:
-        model = getattr(keras.applications, builder_name)(
-            weights=None, input_shape=(image_size, image_size, 3), classifier_activation=None
-        )
-    finally:
-        keras.config.set_dtype_policy("float32")
+    builder = getattr(keras.applications, builder_name)
+    model = _build_under_policy(
+        dtype, lambda: builder(weights=None, input_shape=(image_size, image_size, 3), classifier_activation=None)
+    )
     images, labels = _inputs(batch_size, image_size, 1000)
     step = _compiled_keras_step(model, mode, images, labels, jit_compile)
     return Candidate("keras_applications", f"keras.applications.{builder_name} ({keras.backend.backend()})", step)
