@@ -1,35 +1,12 @@
-"""ConvNeXt builders: the generic ``ConvNeXt``, one function per variant, ``create_model`` and features."""
+"""ConvNeXt builders: the generic ``ConvNeXt``, one function per variant, ``create_model`` and features.
 
+The per-variant builders (``ConvNeXtTiny``, ...) are listed once, by the variant table (``variants.__all__``).
+"""
+
+from keras_convnext.applications import variants
 from keras_convnext.applications.convnext import ConvNeXt
 from keras_convnext.applications.features import feature_extractor
-from keras_convnext.applications.variants import (
-    BUILDERS,
-    VARIANTS,
-    ConvNeXtAtto,
-    ConvNeXtBase,
-    ConvNeXtFemto,
-    ConvNeXtIsotropicBase,
-    ConvNeXtIsotropicLarge,
-    ConvNeXtIsotropicSmall,
-    ConvNeXtLarge,
-    ConvNeXtNano,
-    ConvNeXtPico,
-    ConvNeXtSmall,
-    ConvNeXtTiny,
-    ConvNeXtV2Atto,
-    ConvNeXtV2Base,
-    ConvNeXtV2Femto,
-    ConvNeXtV2Huge,
-    ConvNeXtV2Large,
-    ConvNeXtV2Nano,
-    ConvNeXtV2Pico,
-    ConvNeXtV2Small,
-    ConvNeXtV2Tiny,
-    ConvNeXtXLarge,
-    ConvNeXtXXLarge,
-    Variant,
-    count_parameters,
-    create_model,
-    get_variant,
-    list_models,
-)
+from keras_convnext.applications.variants import *  # noqa: F403 (the builders, one per row of the table)
+
+__all__ = ["ConvNeXt", "feature_extractor"]
+__all__ += variants.__all__

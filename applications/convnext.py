@@ -3,21 +3,12 @@
 import keras
 import numpy as np
 
+from keras_convnext.layer_names import STEM, block_name, downsample_name
 from keras_convnext.layers import ConvNeXtBlock, ConvNeXtDownsample, ConvNeXtStem
 from keras_convnext.layers.data_format import standardize_data_format
 from keras_convnext.applications.model_head import check_head_arguments, head
 from keras_convnext.applications.model_inputs import imagenet_normalization, model_inputs, resolve_input_shape
 from keras_convnext.weights import load_checkpoint, resolve_weights
-
-
-def block_name(stage, block):
-    """The name of block ``block`` of stage ``stage`` (both 0-based), e.g. ``stage_2_block_5``.
-
-    Example:
-        >>> block_name(2, 5)
-        'stage_2_block_5'
-    """
-    return f"stage_{stage}_block_{block}"
 
 
 def drop_path_rates(depths, drop_path_rate):
@@ -92,7 +83,7 @@ def ConvNeXt(
         name: the model's name.
 
     Example:
-        >>> model = ConvNeXt((2, 2, 2, 2), (16, 32, 64, 128), input_shape=(64, 64, 3), classes=10)
+        >>> model = ConvNeXt((1, 1, 1, 1), (8, 16, 24, 32), input_shape=(64, 64, 3), classes=10)
         >>> model.output_shape
         (None, 10)
     """
@@ -126,11 +117,11 @@ def ConvNeXt(
     if include_preprocessing:
         x = imagenet_normalization(data_format)(x)
     x = ConvNeXtStem(
-        dims[0], stem_patch_size, use_norm=stem_norm, norm_epsilon=norm_epsilon, data_format=data_format, name="stem"
+        dims[0], stem_patch_size, use_norm=stem_norm, norm_epsilon=norm_epsilon, data_format=data_format, name=STEM
     )(x)
     for stage, (depth, width, rates) in enumerate(zip(depths, dims, drop_path_rates(depths, drop_path_rate))):
         if stage > 0:
-            x = ConvNeXtDownsample(width, norm_epsilon, data_format=data_format, name=f"stage_{stage}_downsample")(x)
+            x = ConvNeXtDownsample(width, norm_epsilon, data_format=data_format, name=downsample_name(stage))(x)
         for block in range(depth):
             x = ConvNeXtBlock(
                 kernel_size=kernel_size,

@@ -1,10 +1,8 @@
 """Multi-scale features for detection and segmentation heads."""
 
-import re
-
 import keras
 
-_BLOCK_NAME = re.compile(r"^stage_(\d+)_block_(\d+)$")
+from keras_convnext.layer_names import STEM, parse_block_name
 
 
 def feature_extractor(model, name=None):
@@ -16,20 +14,22 @@ def feature_extractor(model, name=None):
     as ``(None, None, 3)`` to accept any image size divisible by 32.
 
     Example:
-        >>> backbone = create_model("convnext_tiny", include_top=False, input_shape=(None, None, 3))
+        >>> import numpy as np
+        >>> from keras_convnext import ConvNeXt
+        >>> backbone = ConvNeXt((1, 1, 1, 1), (8, 16, 24, 32), include_top=False, input_shape=(None, None, 3))
         >>> features = feature_extractor(backbone)
-        >>> sorted(features(np.zeros((1, 64, 96, 3))).keys())
+        >>> sorted(features(np.zeros((1, 64, 96, 3), "float32")).keys())
         ['stride_16', 'stride_32', 'stride_4', 'stride_8']
     """
     last_block = {}
     for layer in model.layers:
-        match = _BLOCK_NAME.match(layer.name)
-        if match:
-            stage, block = int(match.group(1)), int(match.group(2))
+        parsed = parse_block_name(layer.name)
+        if parsed:
+            stage, block = parsed
             if block >= last_block.get(stage, (-1, None))[0]:
                 last_block[stage] = (block, layer)
     try:
-        stem = model.get_layer("stem")
+        stem = model.get_layer(STEM)
     except ValueError:
         stem = None
     if not last_block or stem is None:

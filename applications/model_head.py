@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_LAYERNORM
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
 
@@ -38,7 +39,9 @@ def pool(x, pooling, data_format):
     """Global average or max pooling of a feature map, named ``avg_pool`` / ``max_pool``.
 
     Example:
-        >>> pooled = pool(features, "avg", "channels_last")
+        >>> features = keras.Input((7, 7, 768))
+        >>> pool(features, "avg", "channels_last").shape
+        (None, 768)
     """
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
@@ -54,17 +57,20 @@ def head(x, *, include_top, pooling, classes, classifier_activation, dropout_rat
     feature map itself, with no extra LayerNorm.
 
     Example:
+        >>> features = keras.Input((7, 7, 768))
         >>> outputs = head(features, include_top=True, pooling=None, classes=1000,
         ...                classifier_activation="softmax", dropout_rate=0.0, head_init_scale=1.0,
         ...                norm_epsilon=1e-6, data_format="channels_last")
+        >>> outputs.shape
+        (None, 1000)
     """
     if not include_top and pooling is None:
         return x
     x = pool(x, "avg" if include_top else pooling, data_format)
-    x = LayerNorm(norm_epsilon, name="head_layernorm")(x)
+    x = LayerNorm(norm_epsilon, name=HEAD_LAYERNORM)(x)
     if not include_top:
         return x
     if dropout_rate > 0:
-        x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
-    x = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name="head_dense")(x)
+        x = keras.layers.Dropout(dropout_rate, name=HEAD_DROPOUT)(x)
+    x = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name=HEAD_DENSE)(x)
     return keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)

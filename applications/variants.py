@@ -185,6 +185,11 @@ def build_variant(variant, *, name=None, weights=None, **kwargs):
     return ConvNeXt(weights=weights, **{**variant.architecture(), **kwargs}, name=name or variant.name)
 
 
+# The docstring examples of larger builders are not run by the test suite: they would build 10M-846M parameters.
+_BUILT_IN_EXAMPLES = 4_000_000
+_SKIP_BUILDING = "  # builds the full-size model  # doctest: +SKIP"
+
+
 def _builder(name):
     variant = VARIANTS[name]
 
@@ -223,7 +228,10 @@ def _builder(name):
         "as keywords, any other argument of `keras_convnext.applications.ConvNeXt` (`drop_path_rate`,\n"
         "`layer_scale_init_value`, `head_init_scale`, `dropout_rate`, `data_format`, ...).\n\n"
         "Example:\n"
-        f"    >>> model = {variant.builder_name}(classes=10, input_shape=(64, 64, 3), drop_path_rate=0.1)\n"
+        f"    >>> model = {variant.builder_name}(classes=10, input_shape=(64, 64, 3), drop_path_rate=0.1)"
+        f"{_SKIP_BUILDING if count_parameters(name) > _BUILT_IN_EXAMPLES else ''}\n"
+        f"    >>> model.output_shape{_SKIP_BUILDING if count_parameters(name) > _BUILT_IN_EXAMPLES else ''}\n"
+        "    (None, 10)\n"
     )
     return builder
 
@@ -251,4 +259,17 @@ ConvNeXtIsotropicSmall = _builder("convnext_isotropic_small")
 ConvNeXtIsotropicBase = _builder("convnext_isotropic_base")
 ConvNeXtIsotropicLarge = _builder("convnext_isotropic_large")
 
+# A row without its builder line above fails here, at import.
 BUILDERS = {variant.builder_name: globals()[variant.builder_name] for variant in VARIANTS.values()}
+
+__all__ = [
+    "BUILDERS",
+    "VARIANTS",
+    "Variant",
+    "build_variant",
+    "count_parameters",
+    "create_model",
+    "get_variant",
+    "list_models",
+    *BUILDERS,
+]

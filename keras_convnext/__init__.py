@@ -1,59 +1,42 @@
 """keras-convnext: ConvNeXt V1, V2 and isotropic for Keras 3 on TensorFlow, JAX and PyTorch.
 
+The public API is ``__all__``: the builders of ``applications`` (one per variant), the layers of ``layers``,
+and the functions below.
+
 Example:
     >>> import keras_convnext as kc
-    >>> kc.create_model("convnext_tiny").count_params()
+    >>> kc.count_parameters("convnext_tiny")
     28589128
+    >>> kc.create_model("convnext_atto", input_shape=(32, 32, 3), classes=10).output_shape
+    (None, 10)
 """
 
-from keras_convnext.layers.fast_paths import disable_ynn_fusion_on_jax_cpu
+from keras_convnext.process_setup import disable_ynn_fusion_on_jax_cpu
 
 disable_ynn_fusion_on_jax_cpu()
 
-from keras_convnext import distribute, export, layers, training, weights  # noqa: E402
-from keras_convnext.applications import (
-    BUILDERS,
-    VARIANTS,
-    ConvNeXt,
-    ConvNeXtAtto,
-    ConvNeXtBase,
-    ConvNeXtFemto,
-    ConvNeXtIsotropicBase,
-    ConvNeXtIsotropicLarge,
-    ConvNeXtIsotropicSmall,
-    ConvNeXtLarge,
-    ConvNeXtNano,
-    ConvNeXtPico,
-    ConvNeXtSmall,
-    ConvNeXtTiny,
-    ConvNeXtV2Atto,
-    ConvNeXtV2Base,
-    ConvNeXtV2Femto,
-    ConvNeXtV2Huge,
-    ConvNeXtV2Large,
-    ConvNeXtV2Nano,
-    ConvNeXtV2Pico,
-    ConvNeXtV2Small,
-    ConvNeXtV2Tiny,
-    ConvNeXtXLarge,
-    ConvNeXtXXLarge,
-    count_parameters,
-    create_model,
-    feature_extractor,
-    get_variant,
-    list_models,
-)
+# ruff: noqa: E402, F403
+from keras_convnext import applications, distribute, export, layers, training, weights
+from keras_convnext.applications import *
 from keras_convnext.conversion import convert_weights
-from keras_convnext.evaluation import decode_predictions, imagenet_classes, preprocess_image
-from keras_convnext.inference import optimize_for_inference
-from keras_convnext.layers import (
-    ConvNeXtBlock,
-    ConvNeXtDownsample,
-    ConvNeXtStem,
-    DepthwiseConv,
-    GlobalResponseNorm,
-    LayerNorm,
-    LayerScale,
-    StochasticDepth,
-)
+from keras_convnext.imagenet import decode_predictions, imagenet_classes, preprocess_image
+from keras_convnext.layers import *
 from keras_convnext.version import __version__
+from keras_convnext.weight_folding import optimize_for_inference
+
+__all__ = [
+    "__version__",
+    "applications",
+    "convert_weights",
+    "decode_predictions",
+    "distribute",
+    "export",
+    "imagenet_classes",
+    "layers",
+    "optimize_for_inference",
+    "preprocess_image",
+    "training",
+    "weights",
+]
+__all__ += applications.__all__
+__all__ += layers.__all__

@@ -2,6 +2,7 @@
 
 from keras_convnext.applications import create_model
 from keras_convnext.weights import assign_arrays, read_checkpoint, save_weights
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
 
 
 def convert_weights(source, variant, output):
@@ -15,12 +16,12 @@ def convert_weights(source, variant, output):
         PosixPath('convnext_tiny.weights.h5')
     """
     arrays, unmatched, layout = read_checkpoint(source)
-    head = arrays.get("head_dense/kernel")
+    head = arrays.get(f"{HEAD_DENSE}/kernel")
     model = create_model(
         variant,
         include_top=head is not None,
         classes=head.shape[1] if head is not None else 1000,
-        pooling=None if head is not None or "head_layernorm/gamma" not in arrays else "avg",
+        pooling=None if head is not None or f"{HEAD_LAYERNORM}/gamma" not in arrays else "avg",
     )
     assign_arrays(model, arrays, source=f"{layout.name} checkpoint {source}", unmatched=unmatched)
     return save_weights(model, output)

@@ -48,6 +48,7 @@ def held_out_split(labels, fraction=0.2, seed=0):
     """Indices ``(train, held_out)`` with ``fraction`` of every class held out.
 
     Example:
+        >>> import numpy as np
         >>> train, held_out = held_out_split(np.arange(100) % 10)
         >>> len(train), len(held_out)
         (80, 20)
@@ -65,6 +66,7 @@ def ascii_digit(scan):
     """An 8x8 scan (0..16) as 8 lines of text, darker characters for more ink.
 
     Example:
+        >>> import numpy as np
         >>> len(ascii_digit(np.zeros((8, 8))))
         8
     """
@@ -76,8 +78,8 @@ def run_demo(variant="convnext_atto", epochs=10, image_size=32, batch_size=32, o
     """Trains ``variant`` on the digits, saves and reloads its weights, prints predictions; returns the figures.
 
     Example:
-        >>> result = run_demo(epochs=1)
-        >>> sorted(result)
+        >>> result = run_demo(epochs=1)  # trains for a minute; the README's first command  # doctest: +SKIP
+        >>> sorted(result)  # doctest: +SKIP
         ['accuracy', 'backend', 'seconds', 'weights']
     """
     start = time.perf_counter()

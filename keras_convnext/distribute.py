@@ -2,12 +2,14 @@
 on TensorFlow. Nothing here moves data or gradients itself.
 
 Example:
-    >>> setup = kc.distribute.data_parallel()          # every local device
-    >>> print(setup.description)                       # data parallel over 4 devices (gpu)
-    >>> with setup.scope():
+    >>> import keras_convnext as kc
+    >>> setup = kc.distribute.data_parallel()  # sets the process-wide distribution  # doctest: +SKIP
+    >>> print(setup.description)  # doctest: +SKIP
+    data parallel over 4 devices (gpu)
+    >>> with setup.scope():  # doctest: +SKIP
     ...     model = kc.ConvNeXtTiny(classes=10)
-    ...     model.compile(...)
-    >>> model.fit(dataset)                             # the global batch is split over the devices
+    ...     model.compile(optimizer="adamw", loss="sparse_categorical_crossentropy")
+    >>> model.fit(dataset)  # the global batch is split over the devices  # doctest: +SKIP
 """
 
 import contextlib
@@ -25,7 +27,7 @@ class DataParallelSetup:
     """What ``data_parallel`` set up: the devices, and the scope to build and compile the model in.
 
     Example:
-        >>> setup = data_parallel()
+        >>> setup = DataParallelSetup("jax", ["cpu:0", "cpu:1", "cpu:2", "cpu:3"], "cpu")
         >>> setup.devices, setup.device_type
         (['cpu:0', 'cpu:1', 'cpu:2', 'cpu:3'], 'cpu')
     """
@@ -50,8 +52,9 @@ class DataParallelSetup:
         """The context to build and compile the model in (the strategy's scope on TensorFlow).
 
         Example:
-            >>> with setup.scope():
-            ...     model = kc.ConvNeXtAtto()
+            >>> import keras_convnext as kc
+            >>> with DataParallelSetup("jax", ["cpu:0"], "cpu").scope():
+            ...     model = kc.ConvNeXtAtto(input_shape=(32, 32, 3), classes=2)
         """
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
@@ -74,7 +77,7 @@ def data_parallel(devices="all"):
     distribution support for the torch backend, so this raises.
 
     Example:
-        >>> setup = data_parallel("all")
+        >>> setup = data_parallel("all")  # sets the process-wide distribution  # doctest: +SKIP
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -109,10 +112,10 @@ def pointwise_layout_map(device_mesh, model_axis="model"):
     kernel by output columns, its bias alike, the second by input rows (Megatron-style), everything else replicated.
 
     Example:
-        >>> mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"))
-        >>> keras.distribution.set_distribution(
+        >>> mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"))  # 8 devices  # doctest: +SKIP
+        >>> keras.distribution.set_distribution(  # doctest: +SKIP
         ...     keras.distribution.ModelParallel(layout_map=pointwise_layout_map(mesh), batch_dim_name="batch"))
-        >>> model = kc.ConvNeXtXXLarge()
+        >>> model = kc.ConvNeXtXXLarge()  # doctest: +SKIP
     """
     if model_axis not in device_mesh.axis_names:
         raise ValueError(f"The device mesh has axes {device_mesh.axis_names}; expected one named {model_axis!r}.")

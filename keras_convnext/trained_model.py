@@ -19,7 +19,7 @@ def describe_source(model_or_file, scratch, *, variant=None, classes=None, image
     saved to the folder ``scratch`` as ``.keras`` first.
 
     Example:
-        >>> describe_source("runs/flowers", "/tmp/scratch")["path"]
+        >>> describe_source("runs/flowers", "/tmp/scratch")["path"]  # a train --output folder  # doctest: +SKIP
         'runs/flowers/model.keras'
     """
     import keras
@@ -56,7 +56,7 @@ def load_source(spec):
     """Builds the model ``spec`` describes, on the current backend.
 
     Example:
-        >>> model = load_source({"kind": "keras", "path": "runs/flowers/model.keras"})
+        >>> model = load_source({"kind": "keras", "path": "runs/flowers/model.keras"})  # doctest: +SKIP
     """
     import keras
 

@@ -58,8 +58,8 @@ def read_state_dict(path, container=None):
     ``container`` is ``sniff_container(path)``, passed by a caller that has already looked.
 
     Example:
-        >>> state = read_state_dict("pytorch_model.bin")  # doctest: +SKIP
-        >>> state["classifier.weight"].shape
+        >>> state = read_state_dict("pytorch_model.bin")  # a checkpoint of yours  # doctest: +SKIP
+        >>> state["classifier.weight"].shape  # doctest: +SKIP
         (1000, 768)
     """
     container = container or sniff_container(path)
@@ -125,6 +125,7 @@ def describe_keys(state, limit=8):
     """A short, readable list of a state dict's first keys, for error messages.
 
     Example:
+        >>> import numpy as np
         >>> describe_keys({"a.weight": np.zeros(2)})
         '["a.weight"]'
     """

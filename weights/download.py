@@ -13,8 +13,8 @@ def cache_dir():
     """Where downloads are kept: ``$KERAS_CONVNEXT_CACHE``, else ``$KERAS_HOME/keras_convnext`` (``~/.keras``).
 
     Example:
-        >>> cache_dir().name
-        'keras_convnext'
+        >>> cache_dir().is_absolute()
+        True
     """
     explicit = os.environ.get("KERAS_CONVNEXT_CACHE")
     if explicit:

@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM, STEM, block_name, downsample_name
+
 LINEAR = {"weight": "kernel", "bias": "bias", "kernel": "kernel"}
 AFFINE = {"weight": "gamma", "bias": "beta", "gamma": "gamma", "beta": "beta"}
 SCALE = {"gamma": "gamma", "layer_scale": "gamma", "layer_scale_parameter": "gamma"}
@@ -40,13 +42,22 @@ class Rule:
         return f"{prefix}/{param}"
 
 
+def _in_block(part, block=block_name):
+    """A rule prefix: ``part`` of the block that ``block`` names from the key's indices."""
+    return lambda *indices: f"{block(*indices)}/{part}"
+
+
+def _in_downsample(part, stage=lambda index: index):
+    """A rule prefix: ``part`` of the downsampling layer of the stage that ``stage`` finds from the key's index."""
+    return lambda index: f"{downsample_name(stage(index))}/{part}"
+
+
 def _block_rules(block, sub, dwconv, norm, fc1, fc2, grn, scale):
-    """The rules of one ConvNeXt block: ``block`` is the regex of its key prefix, ``sub`` its canonical prefix."""
+    """The rules of one ConvNeXt block: ``block`` is the regex of its key prefix, ``sub`` names the block from
+    the key's indices."""
 
     def at(part):
-        if callable(sub):
-            return lambda *indices: f"{sub(*indices)}/{part}"
-        return f"{sub}/{part}"
+        return _in_block(part, sub)
 
     return [
         Rule(rf"{block}\.{dwconv}\.(weight|bias)", at("depthwise_conv"), LINEAR),
@@ -90,27 +101,25 @@ class Layout:
             return array.transpose(2, 3, 0, 1)
         if target.endswith("conv/kernel"):  # OIHW -> HWIO
             return array.transpose(2, 3, 1, 0)
-        if target.endswith(("pointwise_1/kernel", "pointwise_2/kernel", "head_dense/kernel")):
+        if target.endswith(("pointwise_1/kernel", "pointwise_2/kernel", f"{HEAD_DENSE}/kernel")):
             return array.reshape(array.shape[0], -1).T  # Linear (out, in), or a 1x1 conv (out, in, 1, 1)
         return array.reshape(-1)
 
-
-BLOCK = "stage_{0}_block_{1}"
 
 FB = Layout(
     "fb",
     "facebookresearch/ConvNeXt and ConvNeXt-V2 checkpoints ({'model': state_dict}), isotropic ones included",
     r"downsample_layers\.0\.0\.weight|blocks\.0\.dwconv\.weight",
     (
-        Rule(r"downsample_layers\.0\.0\.(weight|bias)", "stem/conv", LINEAR),
-        Rule(r"downsample_layers\.0\.1\.(weight|bias)", "stem/layernorm", AFFINE),
-        Rule(r"downsample_layers\.(\d+)\.0\.(weight|bias)", "stage_{0}_downsample/layernorm", AFFINE),
-        Rule(r"downsample_layers\.(\d+)\.1\.(weight|bias)", "stage_{0}_downsample/conv", LINEAR),
-        *_block_rules(r"stages\.(\d+)\.(\d+)", BLOCK, "dwconv", "norm", "pwconv1", "pwconv2", "grn", "gamma"),
-        Rule(r"stem\.(weight|bias)", "stem/conv", LINEAR),  # isotropic: one stage of blocks.N
-        *_block_rules(r"blocks\.(\d+)", "stage_0_block_{0}", "dwconv", "norm", "pwconv1", "pwconv2", "grn", "gamma"),
-        Rule(r"norm\.(weight|bias)", "head_layernorm", AFFINE),
-        Rule(r"head\.(weight|bias)", "head_dense", LINEAR),
+        Rule(r"downsample_layers\.0\.0\.(weight|bias)", f"{STEM}/conv", LINEAR),
+        Rule(r"downsample_layers\.0\.1\.(weight|bias)", f"{STEM}/layernorm", AFFINE),
+        Rule(r"downsample_layers\.(\d+)\.0\.(weight|bias)", _in_downsample("layernorm"), AFFINE),
+        Rule(r"downsample_layers\.(\d+)\.1\.(weight|bias)", _in_downsample("conv"), LINEAR),
+        *_block_rules(r"stages\.(\d+)\.(\d+)", block_name, "dwconv", "norm", "pwconv1", "pwconv2", "grn", "gamma"),
+        Rule(r"stem\.(weight|bias)", f"{STEM}/conv", LINEAR),  # isotropic: one stage of blocks.N
+        *_block_rules(r"blocks\.(\d+)", lambda block: block_name(0, block), "dwconv", "norm", "pwconv1", "pwconv2", "grn", "gamma"),
+        Rule(r"norm\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
+        Rule(r"head\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
 )
 
@@ -119,13 +128,13 @@ TIMM = Layout(
     "timm (pytorch-image-models) .safetensors / .pth / .bin, Linear or 1x1-conv MLPs",
     r"stem\.0\.weight",
     (
-        Rule(r"stem\.0\.(weight|bias)", "stem/conv", LINEAR),
-        Rule(r"stem\.1\.(weight|bias)", "stem/layernorm", AFFINE),
-        Rule(r"stages\.(\d+)\.downsample\.0\.(weight|bias)", "stage_{0}_downsample/layernorm", AFFINE),
-        Rule(r"stages\.(\d+)\.downsample\.1\.(weight|bias)", "stage_{0}_downsample/conv", LINEAR),
-        *_block_rules(r"stages\.(\d+)\.blocks\.(\d+)", BLOCK, "conv_dw", "norm", r"mlp\.fc1", r"mlp\.fc2", r"mlp\.grn", "gamma"),
-        Rule(r"head\.norm\.(weight|bias)", "head_layernorm", AFFINE),
-        Rule(r"head\.fc\.(weight|bias)", "head_dense", LINEAR),
+        Rule(r"stem\.0\.(weight|bias)", f"{STEM}/conv", LINEAR),
+        Rule(r"stem\.1\.(weight|bias)", f"{STEM}/layernorm", AFFINE),
+        Rule(r"stages\.(\d+)\.downsample\.0\.(weight|bias)", _in_downsample("layernorm"), AFFINE),
+        Rule(r"stages\.(\d+)\.downsample\.1\.(weight|bias)", _in_downsample("conv"), LINEAR),
+        *_block_rules(r"stages\.(\d+)\.blocks\.(\d+)", block_name, "conv_dw", "norm", r"mlp\.fc1", r"mlp\.fc2", r"mlp\.grn", "gamma"),
+        Rule(r"head\.norm\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
+        Rule(r"head\.fc\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
 )
 
@@ -134,18 +143,18 @@ TORCHVISION = Layout(
     "torchvision convnext_* .pth (features.N / classifier.N)",
     r"features\.0\.0\.weight",
     (
-        Rule(r"features\.0\.0\.(weight|bias)", "stem/conv", LINEAR),
-        Rule(r"features\.0\.1\.(weight|bias)", "stem/layernorm", AFFINE),
+        Rule(r"features\.0\.0\.(weight|bias)", f"{STEM}/conv", LINEAR),
+        Rule(r"features\.0\.1\.(weight|bias)", f"{STEM}/layernorm", AFFINE),
         # features.{2s+1} holds stage s's blocks, features.{2s} (s >= 1) its downsampling.
-        Rule(r"features\.(\d*[02468])\.0\.(weight|bias)", lambda n: f"stage_{n // 2}_downsample/layernorm", AFFINE),
-        Rule(r"features\.(\d*[02468])\.1\.(weight|bias)", lambda n: f"stage_{n // 2}_downsample/conv", LINEAR),
+        Rule(r"features\.(\d*[02468])\.0\.(weight|bias)", _in_downsample("layernorm", lambda n: n // 2), AFFINE),
+        Rule(r"features\.(\d*[02468])\.1\.(weight|bias)", _in_downsample("conv", lambda n: n // 2), LINEAR),
         *_block_rules(
             r"features\.(\d*[13579])\.(\d+)",
-            lambda n, b: f"stage_{n // 2}_block_{b}",
+            lambda n, b: block_name(n // 2, b),
             r"block\.0", r"block\.2", r"block\.3", r"block\.5", "grn", "layer_scale",
         ),
-        Rule(r"classifier\.0\.(weight|bias)", "head_layernorm", AFFINE),
-        Rule(r"classifier\.2\.(weight|bias)", "head_dense", LINEAR),
+        Rule(r"classifier\.0\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
+        Rule(r"classifier\.2\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
 )
 
@@ -154,16 +163,16 @@ HUGGING_FACE = Layout(
     "Hugging Face ConvNextForImageClassification / ConvNextV2ForImageClassification (model.safetensors, pytorch_model.bin)",
     r"convnext(?:v2)?\.embeddings\.patch_embeddings\.weight",
     (
-        Rule(r"convnext(?:v2)?\.embeddings\.patch_embeddings\.(weight|bias)", "stem/conv", LINEAR),
-        Rule(r"convnext(?:v2)?\.embeddings\.layernorm\.(weight|bias)", "stem/layernorm", AFFINE),
-        Rule(r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.downsampling_layer\.0\.(weight|bias)", "stage_{0}_downsample/layernorm", AFFINE),
-        Rule(r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.downsampling_layer\.1\.(weight|bias)", "stage_{0}_downsample/conv", LINEAR),
+        Rule(r"convnext(?:v2)?\.embeddings\.patch_embeddings\.(weight|bias)", f"{STEM}/conv", LINEAR),
+        Rule(r"convnext(?:v2)?\.embeddings\.layernorm\.(weight|bias)", f"{STEM}/layernorm", AFFINE),
+        Rule(r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.downsampling_layer\.0\.(weight|bias)", _in_downsample("layernorm"), AFFINE),
+        Rule(r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.downsampling_layer\.1\.(weight|bias)", _in_downsample("conv"), LINEAR),
         *_block_rules(
             r"convnext(?:v2)?\.encoder\.stages\.(\d+)\.layers\.(\d+)",
-            BLOCK, "dwconv", "layernorm", "pwconv1", "pwconv2", "grn", "layer_scale_parameter",
+            block_name, "dwconv", "layernorm", "pwconv1", "pwconv2", "grn", "layer_scale_parameter",
         ),
-        Rule(r"convnext(?:v2)?\.layernorm\.(weight|bias)", "head_layernorm", AFFINE),
-        Rule(r"classifier\.(weight|bias)", "head_dense", LINEAR),
+        Rule(r"convnext(?:v2)?\.layernorm\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
+        Rule(r"classifier\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
 )
 
@@ -172,19 +181,19 @@ KERAS_APPLICATIONS = Layout(
     "keras.applications ConvNeXt .h5 weight files (convnext_tiny.h5, convnext_tiny_notop.h5, ...)",
     r".*_stem_conv/kernel",
     (
-        Rule(r".*_stem_conv/(kernel|bias)", "stem/conv", LINEAR),
-        Rule(r".*_stem_layernorm/(gamma|beta)", "stem/layernorm", AFFINE),
-        Rule(r".*_downsampling_layernorm_(\d+)/(gamma|beta)", lambda i: f"stage_{i + 1}_downsample/layernorm", AFFINE),
-        Rule(r".*_downsampling_conv_(\d+)/(kernel|bias)", lambda i: f"stage_{i + 1}_downsample/conv", LINEAR),
-        Rule(r".*_stage_(\d+)_block_(\d+)_depthwise_conv/(kernel|bias)", BLOCK + "/depthwise_conv", LINEAR),
-        Rule(r".*_stage_(\d+)_block_(\d+)_layernorm/(gamma|beta)", BLOCK + "/layernorm", AFFINE),
-        Rule(r".*_stage_(\d+)_block_(\d+)_pointwise_conv_1/(kernel|bias)", BLOCK + "/pointwise_1", LINEAR),
-        Rule(r".*_stage_(\d+)_block_(\d+)_pointwise_conv_2/(kernel|bias)", BLOCK + "/pointwise_2", LINEAR),
+        Rule(r".*_stem_conv/(kernel|bias)", f"{STEM}/conv", LINEAR),
+        Rule(r".*_stem_layernorm/(gamma|beta)", f"{STEM}/layernorm", AFFINE),
+        Rule(r".*_downsampling_layernorm_(\d+)/(gamma|beta)", _in_downsample("layernorm", lambda i: i + 1), AFFINE),
+        Rule(r".*_downsampling_conv_(\d+)/(kernel|bias)", _in_downsample("conv", lambda i: i + 1), LINEAR),
+        Rule(r".*_stage_(\d+)_block_(\d+)_depthwise_conv/(kernel|bias)", _in_block("depthwise_conv"), LINEAR),
+        Rule(r".*_stage_(\d+)_block_(\d+)_layernorm/(gamma|beta)", _in_block("layernorm"), AFFINE),
+        Rule(r".*_stage_(\d+)_block_(\d+)_pointwise_conv_1/(kernel|bias)", _in_block("pointwise_1"), LINEAR),
+        Rule(r".*_stage_(\d+)_block_(\d+)_pointwise_conv_2/(kernel|bias)", _in_block("pointwise_2"), LINEAR),
         # keras.applications' LayerScale leaves its one weight unnamed ("variable_7", "Variable"...).
-        Rule(r".*_stage_(\d+)_block_(\d+)_layer_scale/(\w+)", BLOCK + "/layer_scale", {"*": "gamma"}),
-        Rule(r".*_head_layernorm/(gamma|beta)", "head_layernorm", AFFINE),
-        Rule(r"layer_normalization(?:_\d+)?/(gamma|beta)", "head_layernorm", AFFINE),  # the _notop files' last norm
-        Rule(r".*_head_dense/(kernel|bias)", "head_dense", LINEAR),
+        Rule(r".*_stage_(\d+)_block_(\d+)_layer_scale/(\w+)", _in_block("layer_scale"), {"*": "gamma"}),
+        Rule(r".*_head_layernorm/(gamma|beta)", HEAD_LAYERNORM, AFFINE),
+        Rule(r"layer_normalization(?:_\d+)?/(gamma|beta)", HEAD_LAYERNORM, AFFINE),  # the _notop files' last norm
+        Rule(r".*_head_dense/(kernel|bias)", HEAD_DENSE, LINEAR),
     ),
     torch_arrays=False,
     ignored=r".*normalization.*/(mean|variance|count)",

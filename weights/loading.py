@@ -7,13 +7,15 @@ import warnings
 import h5py
 import keras
 
-from keras_convnext.weights.atomic_save import save_weights
+from keras_convnext.weights.saving import save_weights
 from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
 from keras_convnext.weights.download import cache_dir, sha256_of
 from keras_convnext.weights.layouts import detect_layout
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
 
-HEAD_PREFIXES = ("head_dense/",)
-OPTIONAL_PREFIXES = ("head_dense/", "head_layernorm/")  # absent from a model without its top or pooling
+HEAD_KERNEL = f"{HEAD_DENSE}/kernel"
+HEAD_PREFIXES = (f"{HEAD_DENSE}/",)
+OPTIONAL_PREFIXES = (f"{HEAD_DENSE}/", f"{HEAD_LAYERNORM}/")  # absent from a model without its top or pooling
 
 
 def canonical_key(path):
@@ -33,7 +35,8 @@ def model_slots(model):
     """``{canonical key: variable}`` for every weight of a keras_convnext model.
 
     Example:
-        >>> sorted(model_slots(model))[:2]  # doctest: +SKIP
+        >>> import keras_convnext as kc
+        >>> sorted(model_slots(kc.ConvNeXtAtto(input_shape=(32, 32, 3))))[:2]
         ['head_dense/bias', 'head_dense/kernel']
     """
     return {canonical_key(v.path): v for v in model.weights}
@@ -43,6 +46,7 @@ def convert_state_dict(state, layout=None):
     """Maps a source state dict to ``{canonical key: Keras-layout array}``: ``(arrays, unmatched keys, layout)``.
 
     Example:
+        >>> import numpy as np
         >>> arrays, unmatched, layout = convert_state_dict({"stem.0.weight": np.zeros((96, 3, 4, 4))})
         >>> arrays["stem/conv/kernel"].shape, unmatched, layout.name
         ((4, 4, 3, 96), [], 'timm')
@@ -72,13 +76,13 @@ def assign_arrays(model, arrays, *, source="checkpoint", unmatched=()):
     ``ValueError`` naming the tensor and both shapes. Returns the list of skipped canonical keys.
 
     Example:
-        >>> skipped = assign_arrays(model, {"stem/conv/kernel": kernel, ...})  # doctest: +SKIP
+        >>> skipped = assign_arrays(model, {"stem/conv/kernel": kernel, ...})  # every key of the model  # doctest: +SKIP
     """
     slots = model_slots(model)
     skipped = []
-    head_kernel = arrays.get("head_dense/kernel")
-    if head_kernel is not None and "head_dense/kernel" in slots:
-        model_shape = tuple(slots["head_dense/kernel"].shape)
+    head_kernel = arrays.get(HEAD_KERNEL)
+    if head_kernel is not None and HEAD_KERNEL in slots:
+        model_shape = tuple(slots[HEAD_KERNEL].shape)
         if head_kernel.shape[0] == model_shape[0] and head_kernel.shape != model_shape:
             skipped += [key for key in arrays if key.startswith(HEAD_PREFIXES)]
             warnings.warn(
@@ -87,7 +91,7 @@ def assign_arrays(model, arrays, *, source="checkpoint", unmatched=()):
                 stacklevel=3,
             )
     skipped += [key for key in arrays if key.startswith(OPTIONAL_PREFIXES) and key not in slots]
-    if "head_dense/kernel" in slots and "head_dense/kernel" not in arrays:
+    if HEAD_KERNEL in slots and HEAD_KERNEL not in arrays:
         skipped += [key for key in slots if key.startswith(HEAD_PREFIXES)]
         warnings.warn(
             f"The {source} has no classifier: loaded every other weight; head_dense keeps its initialisation.",
@@ -126,7 +130,7 @@ def load_checkpoint(model, path):
     structure and checked before any variable changes.
 
     Example:
-        >>> load_checkpoint(model, "convnext_tiny.fb_in1k.safetensors")  # doctest: +SKIP
+        >>> load_checkpoint(model, "convnext_tiny.fb_in1k.safetensors")  # a checkpoint of yours  # doctest: +SKIP
         'timm'
     """
     container = sniff_container(path)
@@ -154,7 +158,7 @@ def converted_cache_path(path):
     """Where the ``.weights.h5`` converted from checkpoint ``path`` is cached, keyed by the file's SHA-256.
 
     Example:
-        >>> converted_cache_path("convnext_tiny_1k_224_ema.pth")  # doctest: +SKIP
+        >>> converted_cache_path("convnext_tiny_1k_224_ema.pth")  # a checkpoint of yours  # doctest: +SKIP
         PosixPath('~/.keras/keras_convnext/converted/9c9b3a0e1f2d4c5b.weights.h5')
     """
     return cache_dir() / "converted" / f"{sha256_of(path)[:16]}.weights.h5"
@@ -164,8 +168,8 @@ def read_checkpoint(path):
     """Reads a foreign checkpoint file and converts it: ``(arrays by canonical key, unmatched keys, layout)``.
 
     Example:
-        >>> arrays, unmatched, layout = read_checkpoint("convnext_tiny_1k_224_ema.pth")  # doctest: +SKIP
-        >>> layout.name, arrays["head_dense/kernel"].shape
+        >>> arrays, unmatched, layout = read_checkpoint("convnext_tiny_1k_224_ema.pth")  # yours  # doctest: +SKIP
+        >>> layout.name, arrays["head_dense/kernel"].shape  # doctest: +SKIP
         ('fb', (768, 1000))
     """
     return convert_state_dict(read_state_dict(path))
@@ -180,13 +184,13 @@ def _load_keras_weights(model, path):
             model.load_weights(str(path))
             return
         except ValueError as error:
-            if "head_dense" not in str(error):
+            if HEAD_DENSE not in str(error):
                 raise
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model.load_weights(str(path), skip_mismatch=True)
         failures = [str(w.message) for w in caught if "could not be loaded" in str(w.message)]
-        if len(failures) != 1 or "A total of 1 objects" not in failures[0] or "head_dense" not in failures[0]:
+        if len(failures) != 1 or "A total of 1 objects" not in failures[0] or HEAD_DENSE not in failures[0]:
             raise ValueError(f"{path} does not fit this model: {' '.join(failures) or 'weights did not match'}")
         warnings.warn(
             f"{path} has another number of classes than the model: loaded every weight but the classifier "

@@ -12,6 +12,8 @@ import argparse
 import statistics
 import time
 
+from keras_convnext.cli_flags import add_batch_size, add_image_size, add_variant
+
 
 def _self_cpu_ms(run, steps):
     from torch.profiler import ProfilerActivity, profile
@@ -101,10 +103,10 @@ def main(argv=None):
     import keras
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="convnext_tiny")
+    add_variant(parser, default="convnext_tiny")
     parser.add_argument("--mode", choices=["inference", "training"], default="inference")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--image-size", type=int, default=224)
+    add_batch_size(parser, default=8)
+    add_image_size(parser, default=224)
     args = parser.parse_args(argv)
     if keras.backend.backend() == "torch":
         print(torch_op_table(args.variant, args.mode, args.batch_size, args.image_size))

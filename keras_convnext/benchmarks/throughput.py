@@ -78,8 +78,8 @@ def keras_convnext_candidate(variant, mode, batch_size, image_size, dtype="float
     """This package's model, built with the backend's fast paths; ``optimized`` applies ``optimize_for_inference``.
 
     Example:
-        >>> candidate = keras_convnext_candidate("convnext_atto", "inference", 2, 64)
-        >>> candidate.step()
+        >>> candidate = keras_convnext_candidate("convnext_atto", "inference", 2, 64)  # builds, folds  # doctest: +SKIP
+        >>> candidate.step()  # doctest: +SKIP
     """
     import keras
 
@@ -90,7 +90,7 @@ def keras_convnext_candidate(variant, mode, batch_size, image_size, dtype="float
     )
     folded = optimized and mode == "inference"
     if folded:
-        from keras_convnext.inference import optimize_for_inference
+        from keras_convnext.weight_folding import optimize_for_inference
 
         model = optimize_for_inference(model)
     images, labels = _inputs(batch_size, image_size, model.output_shape[-1])
@@ -150,7 +150,7 @@ def native_torch_candidate(variant, mode, batch_size, image_size, dtype="float32
     under ``torch.autocast``. Inputs are NCHW, PyTorch's native layout.
 
     Example:
-        >>> native_torch_candidate("convnext_atto", "inference", 2, 64).step()
+        >>> native_torch_candidate("convnext_atto", "inference", 2, 64).step()  # needs torch  # doctest: +SKIP
     """
     import torch
 
@@ -241,7 +241,7 @@ def run_benchmark(variant="convnext_tiny", modes=MODES, batch_size=8, image_size
     """Benchmarks ``variant`` in each mode against the baselines; returns a JSON-ready dict.
 
     Example:
-        >>> result = run_benchmark("convnext_atto", modes=("inference",), batch_size=2, image_size=64, rounds=3)
+        >>> result = run_benchmark("convnext_atto", ("inference",), 2, 64, rounds=3)  # a minute  # doctest: +SKIP
         >>> result["modes"]["inference"]["ratios"]["torch_eager"]["median"]  # doctest: +SKIP
         1.4
     """
@@ -313,7 +313,7 @@ def format_report(result):
     """The benchmark result as a plain-text table.
 
     Example:
-        >>> print(format_report(run_benchmark("convnext_atto", ("inference",), 2, 64, rounds=3)))  # doctest: +SKIP
+        >>> print(format_report(result))  # the result of run_benchmark above  # doctest: +SKIP
     """
     lines = [f"{result['variant']}  {result['image_size']}x{result['image_size']}  batch {result['batch_size']}  "
              f"{result['dtype']}  backend {result['backend']}  {result['rounds']} alternating rounds "

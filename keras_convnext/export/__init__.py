@@ -2,7 +2,7 @@
 
 Example:
     >>> from keras_convnext.export import export_saved_model
-    >>> export_saved_model("runs/flowers", "serving/flowers", version=1)
+    >>> export_saved_model("runs/flowers", "serving/flowers", version=1)  # a train --output folder  # doctest: +SKIP
 """
 
 from keras_convnext.export.graph_ops import check_standard_ops, saved_model_ops

@@ -1,11 +1,11 @@
 """``export_onnx``: an ONNX file of a model, through Keras' own ``model.export(format="onnx")``."""
 
-import os
 import tempfile
 from pathlib import Path
 
-from keras_convnext.trained_model import describe_source, load_source
+from keras_convnext.atomic_files import atomic_write_path
 from keras_convnext.layers.fast_paths import portable_only
+from keras_convnext.trained_model import describe_source, load_source
 
 
 def export_onnx(model_or_file, out_dir, *, variant=None, classes=None, image_size=None):
@@ -15,7 +15,7 @@ def export_onnx(model_or_file, out_dir, *, variant=None, classes=None, image_siz
     written under a temporary name and renamed once complete.
 
     Example:
-        >>> export_onnx("runs/flowers", "onnx/flowers")
+        >>> export_onnx("runs/flowers", "onnx/flowers")  # a train --output folder  # doctest: +SKIP
         PosixPath('onnx/flowers/model.onnx')
     """
     out_dir = Path(out_dir)
@@ -28,14 +28,6 @@ def export_onnx(model_or_file, out_dir, *, variant=None, classes=None, image_siz
         import numpy as np
 
         model(np.zeros((1, height, width, channels), "float32"))  # Keras exports only models that have been called
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=out_dir, prefix=".model.", suffix=".partial.onnx")
-        os.close(fd)
-        try:
-            with portable_only():
-                model.export(partial, format="onnx", verbose=False)
-            os.replace(partial, out_dir / "model.onnx")
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        with atomic_write_path(out_dir / "model.onnx", suffix=".partial.onnx") as partial, portable_only():
+            model.export(str(partial), format="onnx", verbose=False)
     return out_dir / "model.onnx"

@@ -48,7 +48,7 @@ def export_saved_model(
     train`` does for its runs (central square, bilinear), else timm's ImageNet eval (0.875, bicubic).
 
     Example:
-        >>> export_saved_model("runs/flowers", "serving/flowers")        # serving/flowers/1/saved_model.pb
+        >>> export_saved_model("runs/flowers", "serving/flowers")  # a train --output folder  # doctest: +SKIP
         PosixPath('serving/flowers/1')
     """
     _check_arguments(version, top_k, min_image_side)
@@ -79,7 +79,7 @@ def write_version(spec, target, *, top_k, min_image_side):
     Runs under the TensorFlow backend (``python -m keras_convnext.export`` calls it from other backends).
 
     Example:
-        >>> write_version({"kind": "keras", "path": "m.keras", "class_names": None,
+        >>> write_version({"kind": "keras", "path": "m.keras", "class_names": None,  # doctest: +SKIP
         ...                "eval": {"crop_pct": 0.875, "interpolation": "bicubic"}}, Path("out/1"),
         ...               top_k=5, min_image_side=16)
     """

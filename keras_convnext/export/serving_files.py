@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from keras_convnext.weights.atomic_save import write_text_atomically
+from keras_convnext.atomic_files import write_text_atomically
 
 BATCHING_PARAMETERS = """\
 max_batch_size { value: 32 }

@@ -15,7 +15,8 @@ def shift_and_add_depthwise(inputs, kernel, data_format="channels_last"):
     JAX) one group at a time, ~30x slower than these fused multiply-adds; its gradient is shifts and adds too.
 
     Example:
-        >>> shift_and_add_depthwise(np.ones((1, 8, 8, 4), "float32"), np.ones((3, 3, 4, 1), "float32")).shape
+        >>> import numpy as np
+        >>> tuple(shift_and_add_depthwise(np.ones((1, 8, 8, 4), "float32"), np.ones((3, 3, 4, 1), "float32")).shape)
         (1, 8, 8, 4)
     """
     size = kernel.shape[0]
@@ -45,7 +46,9 @@ def shift_and_add_with_fast_gradient(inputs, kernel, data_format="channels_last"
     image's 49 multiply-reduce passes run on data still in cache.
 
     Example:
-        >>> jax.grad(lambda k: shift_and_add_with_fast_gradient(x, k).sum())(kernel).shape
+        >>> import jax, numpy as np  # JAX only  # doctest: +SKIP
+        >>> x, kernel = np.ones((1, 14, 14, 96), "float32"), np.ones((7, 7, 96, 1), "float32")  # doctest: +SKIP
+        >>> jax.grad(lambda k: shift_and_add_with_fast_gradient(x, k).sum())(kernel).shape  # doctest: +SKIP
         (7, 7, 96, 1)
     """
     import jax
@@ -86,8 +89,9 @@ class DepthwiseConv(keras.layers.Layer):
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
+        >>> import numpy as np
         >>> conv = DepthwiseConv(kernel_size=7)
-        >>> conv(np.ones((1, 14, 14, 96), "float32")).shape
+        >>> tuple(conv(np.ones((1, 14, 14, 96), "float32")).shape)
         (1, 14, 14, 96)
     """
 

@@ -17,9 +17,10 @@ class ConvNeXtDownsample(keras.layers.Layer):
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
+        >>> import numpy as np
         >>> down = ConvNeXtDownsample(192, name="stage_1_downsample")
-        >>> down(np.ones((1, 56, 56, 96), "float32")).shape
-        (1, 28, 28, 192)
+        >>> tuple(down(np.ones((1, 14, 14, 96), "float32")).shape)
+        (1, 7, 7, 192)
     """
 
     def __init__(self, filters, norm_epsilon=1e-6, data_format="channels_last", **kwargs):

@@ -8,18 +8,19 @@ and is tested against it; it exists because the portable code is slow on that ba
 - ``layer_norm``: torch's fused ``F.layer_norm`` (``"torch_layer_norm"``) instead of ten elementwise passes.
 - ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused.
 - ``fused_mlp``: in torch inference on CPU, the block's MLP as two oneDNN kernels with GELU, LayerScale and the
-  residual add fused in (``"torch_onednn"``; see ``torch_inference``).
+  residual add fused in (``"torch_onednn"``; see ``torch_onednn_block``).
+- ``gelu``: JAX's and torch's own exact GELU (``"backend_gelu"``). The portable one is ``x/2 * (1 + erf(x/√2))``,
+  which TensorFlow keeps: its own exact GELU uses Erfc, which ONNX lacks, so tf2onnx exports would not load.
 
-One fast path is a compiler setting rather than a kernel: ``disable_ynn_fusion_on_jax_cpu``.
+A compiler setting that speeds JAX on CPU is made once per process in ``keras_convnext.process_setup``.
 """
 
 import contextlib
 import functools
-import os
 
 import keras
 
-KINDS = ("depthwise", "layer_norm", "dense", "fused_mlp")
+KINDS = ("depthwise", "layer_norm", "dense", "fused_mlp", "gelu")
 _PORTABLE_ONLY = []
 
 
@@ -32,7 +33,8 @@ def portable_only():
 
     Example:
         >>> with portable_only():
-        ...     model.export("model.onnx", format="onnx")
+        ...     fast_path("depthwise")
+        'portable'
     """
     _PORTABLE_ONLY.append(True)
     try:
@@ -56,8 +58,8 @@ def fast_path(kind):
     """The fast path a layer of ``kind`` takes in this process, or ``"portable"``.
 
     Example:
-        >>> fast_path("layer_norm")  # under KERAS_BACKEND=torch
-        'torch_layer_norm'
+        >>> fast_path("layer_norm") in ("torch_layer_norm", "portable")  # the first under KERAS_BACKEND=torch
+        True
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
@@ -67,7 +69,14 @@ def fast_path(kind):
     if backend == "torch":
         if kind == "fused_mlp":
             return "torch_onednn" if _onednn_available() else "portable"
-        return {"depthwise": "torch_conv2d", "layer_norm": "torch_layer_norm", "dense": "torch_linear"}[kind]
+        return {
+            "depthwise": "torch_conv2d",
+            "layer_norm": "torch_layer_norm",
+            "dense": "torch_linear",
+            "gelu": "backend_gelu",
+        }[kind]
+    if backend == "jax" and kind == "gelu":
+        return "backend_gelu"
     if backend == "jax" and kind == "depthwise":
         import jax
 
@@ -78,34 +87,6 @@ def fast_path(kind):
 @functools.cache
 def _onednn_available():
     # Asked on every block call; the torch build does not change within a process.
-    from keras_convnext.layers.torch_inference import onednn_available
+    from keras_convnext.layers.torch_onednn_block import onednn_available
 
     return onednn_available()
-
-
-YNN_FUSION_OFF = "--xla_cpu_experimental_ynn_fusion_type="
-KEEP_XLA_FLAGS = "KERAS_CONVNEXT_KEEP_XLA_FLAGS"
-
-
-def disable_ynn_fusion_on_jax_cpu():
-    """Turns off XLA:CPU's experimental YNN fusion for this process, where that is still possible; True if done.
-
-    That fusion pulls a dozen of the depthwise conv's shifted slices into the following LayerNorm and dot,
-    materialising each as a full tensor: a stage-1 ConvNeXt block took 120 ms with it and 71 ms without, and
-    ConvNeXt-T ran ~30% faster end to end. ``import keras_convnext`` calls this. It appends the flag to
-    ``XLA_FLAGS`` only when the backend is JAX, JAX has not started its CPU client yet (XLA reads the flags then),
-    the flag is not set already, and ``KERAS_CONVNEXT_KEEP_XLA_FLAGS`` is unset (set it to opt out).
-
-    Example:
-        >>> disable_ynn_fusion_on_jax_cpu()  # before any JAX computation, under KERAS_BACKEND=jax
-        True
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if keras.backend.backend() != "jax" or os.environ.get(KEEP_XLA_FLAGS) or "ynn_fusion_type" in flags:
-        return False
-    from jax._src import xla_bridge
-
-    if getattr(xla_bridge, "_backends", True):  # already started, or a JAX without this attribute: leave it
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {YNN_FUSION_OFF}".strip()
-    return True

@@ -24,8 +24,9 @@ class GlobalResponseNorm(keras.layers.Layer):
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
+        >>> import numpy as np
         >>> grn = GlobalResponseNorm()
-        >>> grn(np.ones((2, 7, 7, 384), "float32")).shape
+        >>> tuple(grn(np.ones((2, 7, 7, 384), "float32")).shape)
         (2, 7, 7, 384)
     """
 

@@ -22,8 +22,9 @@ class LayerNorm(keras.layers.Layer):
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
+        >>> import numpy as np
         >>> norm = LayerNorm(epsilon=1e-6)
-        >>> norm(np.ones((2, 7, 7, 96), "float32")).shape
+        >>> tuple(norm(np.ones((2, 7, 7, 96), "float32")).shape)
         (2, 7, 7, 96)
     """
 

@@ -15,8 +15,9 @@ class LayerScale(keras.layers.Layer):
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
+        >>> import numpy as np
         >>> scale = LayerScale(init_value=1e-6)
-        >>> scale(np.ones((1, 4, 4, 8), "float32")).shape
+        >>> tuple(scale(np.ones((1, 4, 4, 8), "float32")).shape)
         (1, 4, 4, 8)
     """
 

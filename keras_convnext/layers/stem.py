@@ -22,9 +22,10 @@ class ConvNeXtStem(keras.layers.Layer):
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
+        >>> import numpy as np
         >>> stem = ConvNeXtStem(96, name="stem")
-        >>> stem(np.ones((1, 224, 224, 3), "float32")).shape
-        (1, 56, 56, 96)
+        >>> tuple(stem(np.ones((1, 64, 64, 3), "float32")).shape)
+        (1, 16, 16, 96)
     """
 
     def __init__(self, filters, patch_size=4, use_norm=True, norm_epsilon=1e-6, data_format="channels_last", **kwargs):

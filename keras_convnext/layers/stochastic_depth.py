@@ -16,8 +16,9 @@ class StochasticDepth(keras.layers.Layer):
         seed: optional integer seed for the dropping pattern.
 
     Example:
+        >>> import numpy as np
         >>> drop = StochasticDepth(rate=0.1)
-        >>> drop(np.ones((4, 7, 7, 8), "float32"), training=False).shape
+        >>> tuple(drop(np.ones((4, 7, 7, 8), "float32"), training=False).shape)
         (4, 7, 7, 8)
     """
 

@@ -15,7 +15,11 @@ def image_augmentation(*, flip=True, rand_augment=True, random_erasing=0.25, see
     of them would not), so map it over a dataset.
 
     Example:
-        >>> dataset = dataset.map(image_augmentation(random_erasing=0.25))
+        >>> import tensorflow as tf
+        >>> dataset = tf.data.Dataset.from_tensor_slices((tf.zeros((4, 32, 32, 3)), tf.one_hot([0, 1, 2, 3], 4)))
+        >>> dataset = dataset.map(image_augmentation(rand_augment=False, random_erasing=0.25))
+        >>> [tuple(images.shape) for images, labels in dataset.batch(4)]
+        [(4, 32, 32, 3)]
     """
     if not 0.0 <= random_erasing <= 1.0:
         raise ValueError(f"random_erasing must be a probability in [0, 1]; got {random_erasing!r}.")
@@ -40,8 +44,11 @@ def batch_mixing(*, mixup_alpha=0.8, cutmix_alpha=1.0, seed=None):
     (``keras.layers.MixUp`` / ``keras.layers.CutMix``); ``None`` when both are off.
 
     Example:
-        >>> mix = batch_mixing(mixup_alpha=0.8, cutmix_alpha=1.0)
-        >>> dataset = dataset.map(mix)
+        >>> import tensorflow as tf
+        >>> batches = tf.data.Dataset.from_tensor_slices((tf.zeros((4, 32, 32, 3)), tf.one_hot([0, 1, 2, 3], 4)))
+        >>> mixed = batches.batch(4).map(batch_mixing(mixup_alpha=0.8, cutmix_alpha=1.0))
+        >>> [round(float(tf.reduce_sum(labels)), 4) for images, labels in mixed]  # each row's labels still sum to 1
+        [4.0]
     """
     import tensorflow as tf
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import keras
 
-from keras_convnext.weights.atomic_save import save_weights, write_text_atomically
+from keras_convnext.atomic_files import write_text_atomically
+from keras_convnext.weights.saving import save_weights
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -17,7 +18,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     counter, itself written atomically, point to them: any instant leaves a consistent pair.
 
     Example:
-        >>> model.fit(data, epochs=30, callbacks=[AtomicBackupAndRestore("run/backup")])
+        >>> model.fit(data, epochs=30, callbacks=[AtomicBackupAndRestore("run/backup")])  # doctest: +SKIP
     """
 
     def __init__(self, backup_dir, delete_checkpoint=True):
@@ -28,7 +29,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         """How many epochs the backup holds (0 when there is none).
 
         Example:
-            >>> AtomicBackupAndRestore("run/backup").completed_epochs()
+            >>> AtomicBackupAndRestore("a-run-not-started/backup").completed_epochs()
             0
         """
         if not self._state_path.exists():

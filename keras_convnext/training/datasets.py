@@ -15,7 +15,7 @@ def scan_image_folder(data_dir, *, min_classes=2):
     classes with images, or the files that are not readable images) before anything is trained.
 
     Example:
-        >>> scan_image_folder("flowers/")
+        >>> scan_image_folder("flowers/")  # an image folder of yours  # doctest: +SKIP
         (['daisy', 'rose', 'tulip'], 1500)
     """
     from PIL import Image, UnidentifiedImageError
@@ -61,7 +61,7 @@ def image_folder_datasets(data_dir, *, image_size, batch_size, validation_split=
     saves scanning the folder again.
 
     Example:
-        >>> train, validation, class_names = image_folder_datasets("flowers/", image_size=224, batch_size=32)
+        >>> train, validation, class_names = image_folder_datasets("flowers/", image_size=224, batch_size=32)  # doctest: +SKIP
     """
     import keras
 
@@ -88,7 +88,7 @@ def evaluation_dataset(data_dir, *, image_size, batch_size=32, class_names=None)
     ``class_names`` from an earlier ``scan_image_folder`` saves scanning the folder again.
 
     Example:
-        >>> images, labels, class_names = evaluation_dataset("flowers-test/", image_size=224)
+        >>> images, labels, class_names = evaluation_dataset("flowers-test/", image_size=224)  # doctest: +SKIP
     """
     import keras
 

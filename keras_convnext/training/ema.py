@@ -26,7 +26,7 @@ def ema_weights(model):
     already holds its EMA weights; this is for use during training (callbacks, ``train_on_batch`` loops).
 
     Example:
-        >>> with ema_weights(model):
+        >>> with ema_weights(model):  # a model compiled with use_ema=True and trained  # doctest: +SKIP
         ...     model.evaluate(validation)
     """
     _ema_optimizer(model)
@@ -48,7 +48,7 @@ def save_ema_weights(model, path):
     """Writes ``model``'s EMA weights to a ``.weights.h5`` (atomically); the model keeps its raw weights.
 
     Example:
-        >>> save_ema_weights(model, "out/model_ema.weights.h5")
+        >>> save_ema_weights(model, "out/model_ema.weights.h5")  # as above  # doctest: +SKIP
     """
     with ema_weights(model):
         return save_weights(model, path)

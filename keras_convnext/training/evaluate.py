@@ -15,7 +15,7 @@ def evaluate_folder(data_dir, weights, *, variant=None, image_size=None, batch_s
     ``confusion_matrix.png`` and ``metrics.json`` to ``output`` and returns the metrics.
 
     Example:
-        >>> evaluate_folder("flowers-test/", "runs/flowers")["accuracy"]
+        >>> evaluate_folder("flowers-test/", "runs/flowers")["accuracy"]  # your folder and run  # doctest: +SKIP
         0.91
     """
     folder_classes, _ = scan_image_folder(data_dir, min_classes=1)
@@ -43,7 +43,7 @@ def evaluate_folder(data_dir, weights, *, variant=None, image_size=None, batch_s
     matrix = confusion_matrix(labels, predictions, classes)
     output = Path(output)
     plot_confusion_matrix(matrix, names, output / "confusion_matrix.png")
-    from keras_convnext.weights.atomic_save import write_text_atomically
+    from keras_convnext.atomic_files import write_text_atomically
 
     write_text_atomically(output / "metrics.json", json.dumps({**metrics, "confusion_matrix": matrix.tolist(), "class_names": names}, indent=2))
     log(f"{metrics['images']} images: accuracy {metrics['accuracy']:.4f}, top-{top_k} {metrics[f'top{top_k}_accuracy']:.4f}; "

@@ -1,12 +1,9 @@
 """Fine-tuning helpers: a new classifier head, and freezing the first stages of the backbone."""
 
-import re
-
 import keras
 
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_LAYERNORM, STEM, parse_stage_layer
 from keras_convnext.layers.initializers import kernel_initializer
-
-_STAGE_OF_LAYER = re.compile(r"^stage_(\d+)_(?:block_\d+|downsample)$")
 
 
 def replace_head(model, classes, *, head_init_scale=0.001, classifier_activation="softmax"):
@@ -14,17 +11,20 @@ def replace_head(model, classes, *, head_init_scale=0.001, classifier_activation
     initialised at ``head_init_scale`` times the usual scale, as ConvNeXt's fine-tuning recipe does.
 
     Example:
-        >>> pets = replace_head(kc.ConvNeXtTiny(weights="imagenet"), classes=37)
+        >>> import keras_convnext as kc
+        >>> pets = replace_head(kc.ConvNeXtAtto(input_shape=(32, 32, 3)), classes=37)
+        >>> pets.output_shape
+        (None, 37)
     """
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(f"classes must be a positive integer; got {classes!r}.")
     if not head_init_scale > 0:
         raise ValueError(f"head_init_scale must be > 0; got {head_init_scale!r}.")
     layer_names = {layer.name for layer in model.layers}
-    if "head_dense" not in layer_names:
+    if HEAD_DENSE not in layer_names:
         raise ValueError("replace_head needs a model built with include_top=True (it has no 'head_dense' layer).")
-    features = model.get_layer("head_dropout" if "head_dropout" in layer_names else "head_layernorm").output
-    logits = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name="head_dense")(features)
+    features = model.get_layer(HEAD_DROPOUT if HEAD_DROPOUT in layer_names else HEAD_LAYERNORM).output
+    logits = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name=HEAD_DENSE)(features)
     outputs = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(logits)
     return keras.Model(model.input, outputs, name=model.name)
 
@@ -35,14 +35,17 @@ def freeze_stages(model, stages):
     Recompile the model afterwards: Keras reads ``trainable`` when it compiles.
 
     Example:
-        >>> freeze_stages(model, 2)     # stem, stage 0 and stage 1 stay fixed
+        >>> import keras_convnext as kc
+        >>> model = freeze_stages(kc.ConvNeXtAtto(input_shape=(32, 32, 3)), 2)  # stem, stages 0 and 1 stay fixed
+        >>> model.get_layer("stage_1_block_0").trainable, model.get_layer("stage_2_downsample").trainable
+        (False, True)
     """
-    stage_count = len({int(m.group(1)) for layer in model.layers if (m := _STAGE_OF_LAYER.match(layer.name))})
+    stage_of = {layer.name: parsed[0] for layer in model.layers if (parsed := parse_stage_layer(layer.name))}
+    stage_count = len(set(stage_of.values()))
     if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= stage_count:
         raise ValueError(f"stages must be an integer in [0, {stage_count}] for this model; got {stages!r}.")
     for layer in model.layers:
-        match = _STAGE_OF_LAYER.match(layer.name)
-        if stages and (layer.name == "stem" or (match and int(match.group(1)) < stages)):
+        if stages and (layer.name == STEM or stage_of.get(layer.name, stages) < stages):
             layer.trainable = False
     return model
 
@@ -51,7 +54,10 @@ def unfreeze(model):
     """Makes every layer trainable again (recompile afterwards).
 
     Example:
-        >>> unfreeze(model)
+        >>> import keras_convnext as kc
+        >>> model = freeze_stages(kc.ConvNeXtAtto(input_shape=(32, 32, 3)), 2)
+        >>> unfreeze(model).get_layer("stage_1_block_0").trainable
+        True
     """
     for layer in model.layers:
         layer.trainable = True

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import keras
 
-from keras_convnext.weights.atomic_save import write_text_atomically
+from keras_convnext.atomic_files import write_text_atomically
 
 
 def read_history(path):
     """The rows of a history CSV as a list of dicts of floats (``epoch`` as int); ``[]`` if there is no file.
 
     Example:
-        >>> [row["epoch"] for row in read_history("run/history.csv")]
+        >>> [row["epoch"] for row in read_history("run/history.csv")]  # a run of three epochs  # doctest: +SKIP
         [0, 1, 2]
     """
     path = Path(path)
@@ -32,7 +32,7 @@ class HistoryCSV(keras.callbacks.Callback):
     epoch but before backing it up; ``CSVLogger(append=True)`` would repeat them. Put it before the backup callback.
 
     Example:
-        >>> model.fit(data, epochs=5, callbacks=[HistoryCSV("run/history.csv"), AtomicBackupAndRestore("run/backup")])
+        >>> model.fit(data, epochs=5, callbacks=[HistoryCSV("run/history.csv")])  # doctest: +SKIP
     """
 
     def __init__(self, path):

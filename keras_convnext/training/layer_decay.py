@@ -9,17 +9,16 @@ one stage and give each block its own group, as ViT/BEiT layer decay does.
 """
 
 import math
-import re
 
-_STAGE_LAYER = re.compile(r"^stage_(\d+)_(?:block_(\d+)|downsample)$")
+from keras_convnext.layer_names import STEM, parse_block_name, parse_stage_layer
 
 
 def _stage_depths(layer_names):
     depths = {}
     for name in layer_names:
-        match = _STAGE_LAYER.match(name)
-        if match and match.group(2) is not None:
-            stage, block = int(match.group(1)), int(match.group(2))
+        parsed = parse_block_name(name)
+        if parsed:
+            stage, block = parsed
             depths[stage] = max(depths.get(stage, 0), block + 1)
     if not depths:
         raise ValueError("Expected a ConvNeXt model with layers named 'stage_<s>_block_<b>'; found none.")
@@ -42,7 +41,8 @@ def layer_groups(model):
     """Maps each variable path of a ConvNeXt ``model`` to its layer-decay group (0 = stem, highest = head).
 
     Example:
-        >>> groups = layer_groups(kc.ConvNeXtTiny())
+        >>> import keras_convnext as kc
+        >>> groups = layer_groups(kc.ConvNeXtTiny(input_shape=(32, 32, 3)))
         >>> groups["stem/stem_conv/kernel"], groups["stage_2_block_8/stage_2_block_8_pointwise_1/kernel"]
         (0, 5)
     """
@@ -51,14 +51,14 @@ def layer_groups(model):
     groups = {}
     for variable in model.weights:
         layer = variable.path.split("/")[0]
-        match = _STAGE_LAYER.match(layer)
-        if layer == "stem":
+        parsed = parse_stage_layer(layer)
+        if layer == STEM:
             groups[variable.path] = 0
-        elif match is None:
+        elif parsed is None:
             groups[variable.path] = head
         else:
-            block = 0 if match.group(2) is None else int(match.group(2))
-            groups[variable.path] = table[int(match.group(1))](block)
+            stage, block = parsed
+            groups[variable.path] = table[stage](block or 0)
     return groups
 
 
@@ -68,7 +68,8 @@ def layer_decay_multipliers(model, layer_decay):
     The head trains at the full learning rate, the stem at ``layer_decay ** head_group`` of it.
 
     Example:
-        >>> multipliers = layer_decay_multipliers(kc.ConvNeXtTiny(), 0.8)
+        >>> import keras_convnext as kc
+        >>> multipliers = layer_decay_multipliers(kc.ConvNeXtTiny(input_shape=(32, 32, 3)), 0.8)
         >>> multipliers["head_dense/kernel"], round(multipliers["stem/stem_conv/kernel"], 4)
         (1.0, 0.2097)
     """

@@ -26,6 +26,9 @@ class LayerwiseAdamW(keras.optimizers.Adam):
         Other keyword arguments are those of ``keras.optimizers.Adam`` (``use_ema``, ``ema_momentum``, ...).
 
     Example:
+        >>> import keras_convnext as kc
+        >>> from keras_convnext.training import layer_decay_multipliers
+        >>> model = kc.ConvNeXtAtto(input_shape=(32, 32, 3), classes=4)
         >>> optimizer = LayerwiseAdamW(1e-3, weight_decay=0.05,
         ...                            learning_rate_multipliers=layer_decay_multipliers(model, 0.8))
     """
@@ -69,6 +72,8 @@ class LayerwiseAdamW(keras.optimizers.Adam):
         """Whether weight decay applies to ``variable``.
 
         Example:
+            >>> import keras_convnext as kc
+            >>> model, optimizer = kc.ConvNeXtAtto(input_shape=(32, 32, 3), classes=4), LayerwiseAdamW(1e-3)
             >>> optimizer.decays(model.get_layer("head_dense").bias)
             False
         """
@@ -81,6 +86,8 @@ class LayerwiseAdamW(keras.optimizers.Adam):
         """The learning-rate multiplier of ``variable``.
 
         Example:
+            >>> import keras_convnext as kc
+            >>> model, optimizer = kc.ConvNeXtAtto(input_shape=(32, 32, 3), classes=4), LayerwiseAdamW(1e-3)
             >>> optimizer.multiplier(model.get_layer("head_dense").kernel)
             1.0
         """

@@ -1,25 +1,19 @@
 """PNG figures of a run: training curves and a confusion matrix (matplotlib, no display needed)."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from keras_convnext.atomic_files import atomic_write_path
 
 
 def _save_figure(figure, path):
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        figure.savefig(temporary, dpi=100, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        with atomic_write_path(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=100, bbox_inches="tight")
     finally:
         plt.close(figure)
     return path
@@ -38,7 +32,10 @@ def plot_history(rows, path):
     """Loss and accuracy per epoch (training and validation) from history rows, saved as a PNG.
 
     Example:
-        >>> plot_history(read_history("run/history.csv"), "run/training_curves.png")
+        >>> import tempfile
+        >>> rows = [{"epoch": 0, "loss": 1.2, "accuracy": 0.4}, {"epoch": 1, "loss": 0.8, "accuracy": 0.7}]
+        >>> plot_history(rows, Path(tempfile.mkdtemp()) / "training_curves.png").name
+        'training_curves.png'
     """
     if not rows:
         raise ValueError("plot_history needs at least one epoch of history.")
@@ -60,7 +57,10 @@ def plot_confusion_matrix(matrix, class_names, path):
     """A confusion matrix (rows: true class, columns: predicted) with its counts, saved as a PNG.
 
     Example:
-        >>> plot_confusion_matrix(np.array([[5, 1], [0, 6]]), ["cat", "dog"], "eval/confusion_matrix.png")
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "confusion_matrix.png"
+        >>> plot_confusion_matrix(np.array([[5, 1], [0, 6]]), ["cat", "dog"], path).exists()
+        True
     """
     matrix = np.asarray(matrix)
     if matrix.shape != (len(class_names), len(class_names)):

@@ -27,6 +27,8 @@ def recipe_optimizer(
     epochs; fine-tuning lr 5e-5, weight decay 1e-8, layer decay 0.8 (V1) or 0.9 (V2 Tiny).
 
     Example:
+        >>> import keras_convnext as kc
+        >>> model = kc.ConvNeXtAtto(input_shape=(32, 32, 3), classes=4)
         >>> optimizer = recipe_optimizer(model, learning_rate=5e-5, total_steps=3000, warmup_steps=300,
         ...                              weight_decay=1e-8, layer_decay=0.8, use_ema=True)
     """
@@ -45,7 +47,9 @@ def recipe_loss(label_smoothing=0.1):
     """Cross-entropy on one-hot (or MixUp/CutMix-mixed) labels with label smoothing, on probabilities.
 
     Example:
-        >>> model.compile(optimizer=optimizer, loss=recipe_loss(0.1), metrics=["accuracy"])
+        >>> import keras_convnext as kc
+        >>> model = kc.ConvNeXtAtto(input_shape=(32, 32, 3), classes=4)
+        >>> model.compile(optimizer="adamw", loss=recipe_loss(0.1), metrics=["accuracy"])
     """
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing!r}.")

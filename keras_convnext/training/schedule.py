@@ -9,7 +9,7 @@ def warmup_cosine(learning_rate, total_steps, warmup_steps=0, min_learning_rate=
 
     Example:
         >>> schedule = warmup_cosine(4e-3, total_steps=1000, warmup_steps=100)
-        >>> float(schedule(100))
+        >>> round(float(schedule(100)), 6)
         0.004
     """
     if not learning_rate > 0:

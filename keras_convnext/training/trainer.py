@@ -11,7 +11,7 @@ import keras
 
 from keras_convnext.training.augment import batch_mixing, image_augmentation
 from keras_convnext.training.backup import AtomicBackupAndRestore
-from keras_convnext.weights.atomic_save import write_text_atomically
+from keras_convnext.atomic_files import write_text_atomically
 from keras_convnext.training.datasets import image_folder_datasets, scan_image_folder
 from keras_convnext.training.history import HistoryCSV, read_history
 from keras_convnext.training.plots import plot_history
@@ -21,6 +21,11 @@ CONFIG_FILE = "train_config.json"
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
 
 
+def _field(default, help, **flag):
+    """A ``TrainConfig`` field: its default, and its command-line flag's help and options (see ``cli_flags``)."""
+    return dataclasses.field(default=default, metadata={"help": help, **flag})
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``train_config.json`` so that ``--resume`` can check it.
@@ -28,34 +33,47 @@ class TrainConfig:
     ``batch_size`` is the global batch, split over ``devices`` ("all", a count, or ``None`` for one device).
     ``learning_rate`` ``None``: 2e-3 from scratch, 1e-4 with ``weights``, per 32 images of global batch (the
     linear scaling rule). ``layer_decay`` ``None``: off from scratch; with ``weights`` 0.8 for V1 and 0.9 for
-    V2 (the official fine-tuning values). ``drop_path_rate`` ``None``: the variant's recipe value.
+    V2 (the official fine-tuning values). ``drop_path_rate`` ``None``: the variant's recipe value. Each field's
+    metadata is its ``keras-convnext train`` flag (``cli_flags.add_config_arguments``).
 
     Example:
-        >>> TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet", epochs=30)
+        >>> TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet", epochs=30).check()
     """
 
-    data_dir: str
-    variant: str = "convnext_atto"
-    weights: str | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    image_size: int = 224
-    learning_rate: float | None = None
-    layer_decay: float | None = None
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.1
-    ema: bool = False
-    ema_momentum: float = 0.999
-    mixed_precision: str | None = None
-    drop_path_rate: float | None = None
-    label_smoothing: float = 0.1
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    rand_augment: bool = True
-    random_erasing: float = 0.25
-    validation_split: float = 0.2
-    seed: int = 0
-    devices: str | None = None
+    data_dir: str = dataclasses.field(
+        metadata={"help": "a folder with one sub-folder of images per class", "metavar": "DATA_DIR"}
+    )
+    variant: str = _field("convnext_atto", "a name from `keras-convnext info`")
+    weights: str | None = _field(None, "start from: a preset, 'imagenet', a checkpoint file or URL")
+    epochs: int = _field(10, "epochs to train", positive=True)
+    batch_size: int = _field(32, "the global batch (split over --devices)", positive=True)
+    image_size: int = _field(224, "image side in pixels", positive=True)
+    learning_rate: float | None = _field(
+        None, "peak learning rate (default 2e-3 from scratch, 1e-4 with --weights)", flag="--lr"
+    )
+    layer_decay: float | None = _field(
+        None, "layer-wise lr decay (default: off from scratch; 0.8 V1 / 0.9 V2 with --weights; 1 = off)"
+    )
+    weight_decay: float = _field(0.05, "AdamW weight decay")
+    warmup_fraction: float = _field(0.1, "fraction of the steps spent warming the learning rate up")
+    ema: bool = _field(False, "keep an EMA of the weights; validate and save it")
+    ema_momentum: float = _field(0.999, "the EMA's momentum")
+    mixed_precision: str | None = _field(
+        None, "mixed precision (default when given: mixed_bfloat16)",
+        choices=["mixed_bfloat16", "mixed_float16"], const="mixed_bfloat16",
+    )
+    drop_path_rate: float | None = _field(None, "stochastic depth (default: the variant's recipe value)", flag="--drop-path")
+    label_smoothing: float = _field(0.1, "label smoothing of the cross-entropy")
+    mixup: float = _field(0.0, "MixUp alpha (0 = off; the recipe uses 0.8 from scratch)")
+    cutmix: float = _field(0.0, "CutMix alpha (0 = off; the recipe uses 1.0 from scratch)")
+    rand_augment: bool = _field(True, "turn RandAugment off", flag="--no-rand-augment")
+    random_erasing: float = _field(0.25, "RandomErasing probability (0 = off)")
+    validation_split: float = _field(0.2, "fraction of the images held out for validation")
+    seed: int = _field(0, "random seed of the split, the augmentation and the initialisation")
+    devices: str | None = _field(
+        None, "data parallel over 'all' local devices or a number of them (JAX, TensorFlow); --batch-size is then "
+        "the global batch"
+    )
 
     def check(self):
         """Raises ``ValueError`` naming the first bad field.
@@ -167,9 +185,9 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
     epoch when started again with ``resume=True`` and the same config.
 
     Example:
-        >>> summary = train(TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet",
+        >>> summary = train(TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet",  # doctest: +SKIP
         ...                             epochs=10, image_size=224), output="runs/flowers")
-        >>> summary["val_accuracy"]
+        >>> summary["val_accuracy"]  # doctest: +SKIP
         0.93
     """
     config.check()

@@ -22,8 +22,10 @@ def preprocess_image(image, preset="convnext_tiny.fb_in1k"):
     preset name or an eval config ``{"input_size": 224, "crop_pct": 0.875, "interpolation": "bicubic"}``.
 
     Example:
-        >>> x = preprocess_image("cat.jpg", "convnext_tiny.fb_in1k")  # doctest: +SKIP
-        >>> model.predict(x[None])
+        >>> import numpy as np
+        >>> x = preprocess_image(np.zeros((300, 400, 3), "uint8"), "convnext_tiny.fb_in1k")
+        >>> x.shape, x.dtype
+        ((224, 224, 3), dtype('float32'))
     """
     from PIL import Image
 
@@ -70,6 +72,7 @@ def decode_predictions(predictions, top=5):
     """``[(class index, class name, score), ...]`` for the ``top`` classes of each row of ``predictions``.
 
     Example:
+        >>> import numpy as np
         >>> decode_predictions(np.eye(1000)[[1]], top=1)
         [[(1, 'goldfish', 1.0)]]
     """

