@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-all bench install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/keras-convnext demo
 
+# The fast tier on all three backends (minutes); test-all adds the tests marked large (what CI runs).
 test: $(STAMP)
 	$(VENV)/bin/python tests/run_all_backends.py
+
+test-all: $(STAMP)
+	$(VENV)/bin/python tests/run_all_backends.py -- --run-large
 
 # BENCHMARKS.md's CPU tables: ConvNeXt-T, 224, batch 8, float32, on each backend, JSON in benchmark-results/.
 bench: $(STAMP)

@@ -1,52 +1,55 @@
-"""Shared fixtures. The suite runs unchanged under KERAS_BACKEND=tensorflow, jax and torch."""
+"""Fixtures and the two tiers. The suite runs unchanged under KERAS_BACKEND=tensorflow, jax and torch.
 
-import keras
-import numpy as np
-import pytest
+- The fast tier (``pytest``, ``make test``) covers every module on every backend in minutes, on small shapes.
+- ``@pytest.mark.large`` marks what needs full-size models, other processes or minutes of training; those
+  tests are deselected unless ``--run-large`` is given (``make test-all``; keras-hub's ``--run_large``).
+- ``@pytest.mark.once`` marks tests that start every backend themselves, or whose outcome no backend changes
+  (a TensorFlow-only serving process); ``run_all_backends.py`` passes ``--skip-once-tests`` to all runs but the
+  last, so they run once per suite, not once per backend.
+"""
 
-BACKEND = keras.backend.backend()
+import os
+import tempfile
 
-# A ConvNeXt small enough for a CPU test, with both LayerScale and GRN so that one model exercises every layer.
-TINY_ARCH = {"depths": (1, 1, 2, 1), "dims": (8, 16, 24, 32), "use_grn": True, "layer_scale_init_value": 0.5}
+# JAX compiles every fit, predict and gradient of the suite's small models, ~10 s each on this CPU, and most of them
+# are the same program again (the same tiny model, optimizer and batch shape in another test). JAX's persistent
+# compilation cache answers those from disk; a folder of its own per run, so a run never reads an older run's
+# entries. Set before JAX starts; worker processes inherit it through the environment.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="keras-convnext-jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers.weights_server import WeightsServer  # noqa: E402
+
+if keras.backend.backend() == "jax":
+    import jax
+
+    # A plugin may have imported JAX before this file; the cache is only read at the first compilation.
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
-def perturb(model, seed=0, scale=0.1):
-    """Moves every weight away from its initial value.
-
-    Default inits (zero GRN, 1e-6 LayerScale, unit norms, zero biases) make a block nearly the identity,
-    which would hide a wrong GRN, LayerScale or norm in any comparison.
-    """
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        value = keras.ops.convert_to_numpy(variable)
-        variable.assign((value + rng.normal(0.0, scale, value.shape)).astype(value.dtype))
-    return model
+def pytest_addoption(parser):
+    parser.addoption("--run-large", "--run_large", action="store_true", dest="run_large",
+                     help="also run the tests marked large")
+    parser.addoption("--skip-once-tests", action="store_true", dest="skip_once",
+                     help="deselect the tests marked once (another backend's run of the suite covers them)")
 
 
-def loss_and_gradients(model, inputs, loss_of_outputs):
-    """``(loss, gradients)`` of ``loss_of_outputs(model(inputs, training=True))`` w.r.t. every trainable variable,
-    with the active backend's own autodiff, as NumPy."""
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
+def pytest_collection_modifyitems(config, items):
+    def deselected(item):
+        if "large" in item.keywords and not config.getoption("run_large"):
+            return True
+        return "once" in item.keywords and config.getoption("skip_once")
 
-        with tf.GradientTape() as tape:
-            loss = loss_of_outputs(model(inputs, training=True))
-        grads = tape.gradient(loss, [v.value for v in model.trainable_variables])
-    elif BACKEND == "torch":
-        loss = loss_of_outputs(model(inputs, training=True))
-        model.zero_grad()
-        loss.backward()
-        grads = [v.value.grad for v in model.trainable_variables]
-    else:
-        import jax
-
-        def compute(trainable):
-            non_trainable = [v.value for v in model.non_trainable_variables]
-            outputs, _ = model.stateless_call(trainable, non_trainable, inputs, training=True)
-            return loss_of_outputs(outputs)
-
-        loss, grads = jax.value_and_grad(compute)([v.value for v in model.trainable_variables])
-    return float(keras.ops.convert_to_numpy(loss)), [keras.ops.convert_to_numpy(g) for g in grads]
+    dropped = [item for item in items if deselected(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not deselected(item)]
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +69,10 @@ def _private_weights_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def weights_server():
+    """A local HTTP server for download tests: ``weights_server.publish(path, bytes)`` returns the file's URL."""
+    with WeightsServer() as server:
+        yield server

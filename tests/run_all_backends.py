@@ -1,6 +1,9 @@
 """Runs the test suite once per Keras backend, each in its own process, and fails if any run fails.
 
 Usage: python tests/run_all_backends.py [BACKEND ...] [-- PYTEST_ARGS ...]
+
+The tests marked ``once`` (they start every backend themselves, or check what no backend changes) run in the
+last backend's session only; the others get ``--skip-once-tests``.
 """
 
 import os
@@ -52,7 +55,10 @@ def main(argv):
     if unknown:
         print(f"unknown backend(s) {unknown}; expected some of {BACKENDS}", file=sys.stderr)
         return 2
-    results = {backend: run(backend, pytest_args) for backend in backends}
+    results = {}
+    for backend in backends:
+        once = [] if backend == backends[-1] else ["--skip-once-tests"]
+        results[backend] = run(backend, [*pytest_args, *once])
     print("\n######## summary ########")
     total = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     for backend, (code, summary, counts, seconds) in results.items():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-import numpy_reference as ref
-from conftest import TINY_ARCH, perturb
+from helpers import numpy_reference as ref
+from helpers import TINY_ARCH, perturb
 
 
 def tiny(**kwargs):
@@ -21,6 +21,17 @@ def test_every_variant_has_a_top_level_builder_and_a_create_model_name():
         assert builder is kc.BUILDERS[variant.builder_name]
         assert builder.__name__ == variant.builder_name
         assert "Example:" in builder.__doc__
+
+
+def test_the_public_api_is_listed_once_and_exports_every_builder():
+    assert len(kc.__all__) == len(set(kc.__all__))
+    assert all(hasattr(kc, name) for name in kc.__all__)
+    for variant in kc.VARIANTS.values():
+        assert variant.builder_name in kc.__all__ and variant.builder_name in kc.applications.__all__
+    namespace = {}
+    exec("from keras_convnext import *", namespace)
+    assert set(kc.__all__) <= set(namespace)
+    assert {"create_model", "ConvNeXt", "ConvNeXtBlock", "optimize_for_inference", "convert_weights"} <= set(kc.__all__)
 
 
 def test_builder_and_create_model_build_the_same_architecture():

@@ -1,5 +1,6 @@
 """The ``keras-convnext`` command: ``info``, ``demo``, and the one-liner of the README."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import BACKEND
+from helpers import BACKEND
 from keras_convnext.cli import build_parser
 from keras_convnext.demo import ascii_digit, held_out_split, load_digits_images, run_demo
 
@@ -35,10 +36,12 @@ def test_info_lists_every_variant_with_its_parameter_count_and_the_backend():
     assert "28,589,128" in out and "660,289,640" in out
 
 
+@pytest.mark.once
 def test_python_dash_m_runs_the_same_command():
     assert "convnextv2_huge" in _run([sys.executable, "-m", "keras_convnext", "info"])
 
 
+@pytest.mark.once
 def test_readme_one_liner_prints_the_tiny_count():
     code = "import keras_convnext as kc; print(kc.create_model('convnext_tiny').count_params())"
     assert _run([sys.executable, "-c", code]).strip().splitlines()[-1] == "28589128"
@@ -62,6 +65,7 @@ def test_digits_are_upsampled_rgb_with_a_stratified_held_out_fifth():
     assert ascii_digit(originals[0])[0] == "".join(" .:-=+*#%@"[round(v / 16 * 9)] * 2 for v in originals[0][0])
 
 
+@pytest.mark.large
 def test_demo_learns_saves_and_reloads(tmp_path):
     # The full demo (10 epochs) is the README's first command; two epochs show it learns and round-trips here.
     lines = []
@@ -73,3 +77,29 @@ def test_demo_learns_saves_and_reloads(tmp_path):
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]  # no temporary file left behind
     assert any("held-out accuracy" in line for line in lines)
     assert sum(line.count("true") for line in lines) == 4
+
+
+def test_train_flags_come_from_the_config_and_keep_their_names():
+    from keras_convnext.training.trainer import TrainConfig
+
+    parser = build_parser()
+    defaults = parser.parse_args(["train", "data"])
+    assert TrainConfig(**{f.name: getattr(defaults, f.name) for f in dataclasses.fields(TrainConfig)}) == TrainConfig("data")
+    args = parser.parse_args(["train", "data", "--lr", "0.01", "--drop-path", "0.2", "--no-rand-augment", "--ema",
+                              "--mixed-precision", "--layer-decay", "0.8", "--epochs", "3", "--devices", "all",
+                              "--warmup-fraction", "0.05", "--ema-momentum", "0.99"])
+    assert (args.learning_rate, args.drop_path_rate, args.rand_augment, args.ema, args.mixed_precision) == (
+        0.01, 0.2, False, True, "mixed_bfloat16")
+    assert (args.layer_decay, args.epochs, args.devices, args.warmup_fraction, args.ema_momentum) == (0.8, 3, "all", 0.05, 0.99)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "data", "--batch-size", "0"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "data", "--mixed-precision", "float64"])
+
+
+def test_every_command_that_takes_a_variant_shares_one_flag(capsys):
+    parser = build_parser()
+    for command in (["demo"], ["train", "d"], ["evaluate", "d", "--weights", "w"], ["export", "m", "o"], ["bench"],
+                    ["convert", "s", "-o", "x"]):
+        args = parser.parse_args([*command, "--variant", "convnextv2_nano"])
+        assert args.variant == "convnextv2_nano", command

@@ -4,16 +4,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import BACKEND, TINY_ARCH, perturb
+from helpers import BACKEND, TINY_ARCH, perturb, run_worker
 
-HERE = Path(__file__).parent
-ENV = {**os.environ, "KERAS_BACKEND": BACKEND, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+SIMULATED_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 
 no_torch_engine = pytest.mark.skipif(
     BACKEND == "torch",
@@ -23,8 +22,7 @@ no_torch_engine = pytest.mark.skipif(
 
 
 def _run(mode, tmp_path):
-    done = subprocess.run([sys.executable, str(HERE / "distribute_worker.py"), mode, str(tmp_path / "initial.weights.h5"),
-                           str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=900)
+    done = run_worker("distribute", mode, tmp_path / "initial.weights.h5", tmp_path, env=SIMULATED_DEVICES)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads((tmp_path / f"{mode}.json").read_text())
 
@@ -37,6 +35,34 @@ def initial_weights(tmp_path):
     return tmp_path
 
 
+@no_torch_engine
+def test_data_parallel_over_this_process_s_devices_trains_like_no_distribution(rng):
+    images, labels = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32"), np.arange(8) % 4
+    initial = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4), scale=0.05).get_weights()
+
+    def fit():
+        model = kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4)
+        model.set_weights(initial)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+        return model
+
+    plain = fit()
+    plain.fit(images, labels, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    setup = kc.distribute.data_parallel("all")
+    try:
+        with setup.scope():
+            distributed = fit()
+        distributed.fit(images, labels, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    finally:
+        if BACKEND == "jax":
+            keras.distribution.set_distribution(None)
+    count = len(setup.devices)
+    assert setup.description == f"data parallel over {count} device{'s' if count > 1 else ''} (cpu)"
+    for a, b in zip(plain.get_weights(), distributed.get_weights()):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+@pytest.mark.large
 @no_torch_engine
 def test_data_parallel_fit_equals_one_device_on_the_same_global_batch(initial_weights):
     tmp_path = initial_weights
@@ -58,6 +84,7 @@ def test_data_parallel_fit_equals_one_device_on_the_same_global_batch(initial_we
     assert parallel["metrics"]["top2"] == pytest.approx(single["metrics"]["top2"], abs=1e-6)
 
 
+@pytest.mark.large
 @pytest.mark.skipif(BACKEND != "jax", reason="the LayoutMap is keras.distribution's model parallelism, which Keras 3.15 implements on JAX only")
 def test_model_parallel_layout_shards_pointwise_kernels(initial_weights):
     report = _run("model_parallel", initial_weights)
@@ -79,15 +106,16 @@ def test_torch_says_why_it_has_no_data_parallel():
         kc.distribute.data_parallel()
 
 
+@pytest.mark.large
 @no_torch_engine
 def test_train_cli_with_devices_all_says_what_it_trains_on(tmp_path):
-    from image_folders import write_image_folder
+    from helpers.image_folders import write_image_folder
 
     data = write_image_folder(tmp_path / "data")
     done = subprocess.run(
         [sys.executable, "-m", "keras_convnext", "train", str(data), "--variant", "convnext_atto", "--image-size", "32",
          "--batch-size", "4", "--epochs", "1", "--devices", "all", "--verbose", "0", "--output", str(tmp_path / "run")],
-        env=ENV, capture_output=True, text=True, timeout=900,
+        env={**os.environ, **SIMULATED_DEVICES, "KERAS_BACKEND": BACKEND}, capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     # JAX sees the 4 simulated devices; TensorFlow has one CPU device unless it is split before it starts.

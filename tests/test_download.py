@@ -1,56 +1,28 @@
 """``weights=URL``: a server on 127.0.0.1 that the test starts and stops; good hash, bad hash, cut-off download."""
 
-import http.server
-import threading
-
 import keras
 import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import TINY_ARCH, perturb
+from helpers import TINY_ARCH, perturb
 from keras_convnext.weights import sha256_of
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files = {}
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        cut = self.path.endswith("/cut.weights.h5")
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if cut else body)  # a cut connection: half the promised bytes
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server(tmp_path, monkeypatch):
+def server(weights_server, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_CONVNEXT_CACHE", str(tmp_path / "cache"))  # a name of its own, to list its files
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    _Handler.files.clear()
+    return weights_server
 
 
 def _model(**kwargs):
     return kc.ConvNeXt(**TINY_ARCH, input_shape=(64, 64, 3), classes=5, **kwargs)
 
 
-def _publish(tmp_path, name):
+def _publish(server, tmp_path, name):
     source = perturb(_model())
     source.save_weights(tmp_path / "source.weights.h5")
-    body = (tmp_path / "source.weights.h5").read_bytes()
-    _Handler.files[f"/{name}"] = body
+    server.publish(f"/{name}", (tmp_path / "source.weights.h5").read_bytes())
     return source, sha256_of(tmp_path / "source.weights.h5")
 
 
@@ -60,29 +32,29 @@ def _cached_files(tmp_path):
 
 
 def test_download_with_the_right_hash_loads_and_is_cached(server, tmp_path, rng):
-    source, digest = _publish(tmp_path, "tiny.weights.h5")
-    model = _model(weights=f"{server}/tiny.weights.h5#sha256={digest}")
+    source, digest = _publish(server, tmp_path, "tiny.weights.h5")
+    model = _model(weights=f"{server.url}/tiny.weights.h5#sha256={digest}")
     x = rng.uniform(0, 255, (1, 64, 64, 3)).astype("float32")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(source(x)))
     assert _cached_files(tmp_path) == [f"{digest[:16]}-tiny.weights.h5"]
-    _Handler.files.clear()  # the second load comes from the cache
-    _model(weights=f"{server}/tiny.weights.h5#sha256={digest}")
+    server.files.clear()  # the second load comes from the cache
+    _model(weights=f"{server.url}/tiny.weights.h5#sha256={digest}")
 
 
 def test_a_wrong_hash_is_refused_and_nothing_is_cached(server, tmp_path):
-    _publish(tmp_path, "tiny.weights.h5")
+    _publish(server, tmp_path, "tiny.weights.h5")
     with pytest.raises(ValueError, match="its SHA-256 is not the expected 0000.*nothing was cached"):
-        _model(weights=f"{server}/tiny.weights.h5#sha256={'0' * 64}")
+        _model(weights=f"{server.url}/tiny.weights.h5#sha256={'0' * 64}")
     assert _cached_files(tmp_path) == []
 
 
 def test_a_download_cut_off_midway_leaves_no_file(server, tmp_path):
-    _publish(tmp_path, "cut.weights.h5")
+    _publish(server, tmp_path, "cut.weights.h5")
     with pytest.raises(ConnectionError, match="Could not download .*pass its local path instead"):
-        _model(weights=f"{server}/cut.weights.h5")
+        _model(weights=f"{server.url}/cut.weights.h5")
     assert _cached_files(tmp_path) == []
 
 
 def test_an_unreachable_url_says_how_to_load_a_local_file(server, tmp_path):
     with pytest.raises(ConnectionError, match=r"weights='/path/to/checkpoint.safetensors'"):
-        _model(weights=f"{server}/missing.weights.h5")
+        _model(weights=f"{server.url}/missing.weights.h5")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import TINY_ARCH
+from helpers import TINY_ARCH
 
 
 def tiny(**kwargs):

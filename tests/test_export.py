@@ -1,10 +1,9 @@
-"""SavedModel export for TF Serving from the active backend, checked in a process that imports TensorFlow only."""
+"""SavedModel export for TF Serving from the active backend; once per suite, a process that imports TensorFlow only
+serves it, as TF Serving does."""
 
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,12 @@ import pytest
 from PIL import Image
 
 import keras_convnext as kc
-from conftest import BACKEND, TINY_ARCH, perturb
+from helpers import TINY_ARCH, perturb, run_worker
 from keras_convnext.cli import main
 from keras_convnext.export import SIGNATURES, check_standard_ops, export_saved_model
 
 CLASS_NAMES = ["cat", "dog", "fox", "owl"]
 SIZE = 32
-HERE = Path(__file__).parent
 
 
 def _png(pixels):
@@ -30,18 +28,8 @@ def _png(pixels):
     return np.frombuffer(buffer.getvalue(), "uint8")
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A model trained a few steps on the active backend, exported, and called by a TensorFlow-only process."""
-    root = tmp_path_factory.mktemp("export")
-    keras.utils.set_random_seed(0)
-    model = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(SIZE, SIZE, 3), classes=4), scale=0.2)
-    rng = np.random.default_rng(0)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
-    model.fit(rng.uniform(0, 255, (8, SIZE, SIZE, 3)), np.arange(8) % 4, epochs=1, verbose=0)
-    version = export_saved_model(
-        model, root / "convnext", version=3, class_names=CLASS_NAMES, top_k=3, crop_pct=1.0, interpolation="bilinear"
-    )
+def _request_inputs(rng):
+    """Float batches of 1, 3 and 17 images, each image also PNG-encoded; a larger JPEG; a 1x1 PNG."""
     inputs = {}
     for batch in (1, 3, 17):
         inputs[f"float_{batch}"] = rng.integers(0, 256, (batch, SIZE, SIZE, 3)).astype("float32")
@@ -52,18 +40,43 @@ def exported(tmp_path_factory):
     Image.fromarray(large).save(buffer, format="JPEG", quality=95)
     inputs["large_jpeg"] = np.frombuffer(buffer.getvalue(), "uint8")
     inputs["tiny_png"] = _png(np.zeros((1, 1, 3)))
-    np.savez(root / "inputs.npz", **inputs)
-    client = subprocess.run(
-        [sys.executable, str(HERE / "serving_client.py"), str(version), str(root / "inputs.npz"),
-         str(root / "outputs.npz"), str(root / "report.json")],
-        capture_output=True, text=True, timeout=600,
-        env={key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"},
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A model trained a few steps on the active backend and exported (under JAX and PyTorch, through a
+    TensorFlow subprocess, as users' exports go)."""
+    root = tmp_path_factory.mktemp("export")
+    keras.utils.set_random_seed(0)
+    model = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(SIZE, SIZE, 3), classes=4), scale=0.2)
+    rng = np.random.default_rng(0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    model.fit(rng.uniform(0, 255, (8, SIZE, SIZE, 3)), np.arange(8) % 4, epochs=1, verbose=0)
+    version = export_saved_model(
+        model, root / "convnext", version=3, class_names=CLASS_NAMES, top_k=3, crop_pct=1.0, interpolation="bilinear"
     )
+    return {"model": model, "version": version, "root": root, "inputs": _request_inputs(rng)}
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    """The exported model called by a process that imports TensorFlow only, as TF Serving does."""
+    root = exported["root"]
+    np.savez(root / "inputs.npz", **exported["inputs"])
+    client = run_worker("serving_client", exported["version"], root / "inputs.npz", root / "outputs.npz",
+                        root / "report.json", backend=None, timeout=600)
     assert client.returncode == 0, client.stderr[-4000:]
-    return {
-        "model": model, "version": version, "inputs": inputs,
-        "outputs": dict(np.load(root / "outputs.npz")), "report": json.loads((root / "report.json").read_text()),
-    }
+    return {**exported, "outputs": dict(np.load(root / "outputs.npz")),
+            "report": json.loads((root / "report.json").read_text())}
+
+
+def _assert_served_like_keras(outputs, expected, label):
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5, err_msg=label)
+    top = np.argsort(-expected, axis=-1)[:, :3]
+    np.testing.assert_array_equal(outputs["top_k_indices"], top)
+    np.testing.assert_allclose(outputs["top_k_scores"], np.take_along_axis(expected, top, -1), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(outputs["top_k_class_names"]).astype(str), np.array(CLASS_NAMES)[top])
 
 
 def test_the_version_folder_and_serving_files_are_written(exported):
@@ -75,45 +88,62 @@ def test_the_version_folder_and_serving_files_are_written(exported):
     assert not [p for p in version.parent.iterdir() if "partial" in p.name]
 
 
-def test_a_tensorflow_only_process_serves_every_signature_like_the_keras_model(exported):
-    report, outputs, inputs, model = exported["report"], exported["outputs"], exported["inputs"], exported["model"]
+def test_every_signature_answers_like_the_keras_model(exported):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(exported["version"]))
+    assert set(SIGNATURES) <= set(loaded.signatures.keys())
+    images = exported["inputs"]["float_3"]
+    expected = exported["model"].predict(images, verbose=0)
+    requests = {
+        "serving_default": {"images": tf.constant(images)},
+        "serving_uint8": {"images": tf.constant(images.astype("uint8"))},
+        "serving_image_bytes": {"image_bytes": tf.constant([bytes(exported["inputs"][f"png_3_{i}"]) for i in range(3)])},
+    }
+    for name, request in requests.items():
+        outputs = {key: value.numpy() for key, value in loaded.signatures[name](**request).items()}
+        _assert_served_like_keras(outputs, expected, name)
+
+
+@pytest.mark.once
+def test_a_tensorflow_only_process_serves_every_signature_like_the_keras_model(served):
+    report, outputs, inputs, model = served["report"], served["outputs"], served["inputs"], served["model"]
     assert set(SIGNATURES) <= set(report["signatures"])
     assert report["modules"] == [], "the serving process imported keras or keras_convnext"
     for batch in (1, 3, 17):
         expected = model.predict(inputs[f"float_{batch}"], verbose=0)
         for name in ("serving_default", "serving_uint8", "serving_image_bytes"):
-            probs = outputs[f"{name}/{batch}/probabilities"]
-            assert probs.shape == (batch, 4)
-            np.testing.assert_allclose(probs, expected, atol=1e-5, err_msg=f"{name} batch {batch}")
-            top = np.argsort(-expected, axis=-1)[:, :3]
-            np.testing.assert_array_equal(outputs[f"{name}/{batch}/top_k_indices"], top)
-            np.testing.assert_allclose(outputs[f"{name}/{batch}/top_k_scores"], np.take_along_axis(expected, top, -1), atol=1e-5)
-            names = outputs[f"{name}/{batch}/top_k_class_names"].astype(str)
-            np.testing.assert_array_equal(names, np.array(CLASS_NAMES)[top])
+            prefix = f"{name}/{batch}/"
+            found = {key[len(prefix):]: value for key, value in outputs.items() if key.startswith(prefix)}
+            assert found["probabilities"].shape == (batch, 4)
+            _assert_served_like_keras(found, expected, f"{name} batch {batch}")
 
 
-def test_encoded_images_of_another_size_are_resized_in_the_graph_like_preprocess_image(exported):
-    from keras_convnext.evaluation import preprocess_image
+@pytest.mark.once
+def test_encoded_images_of_another_size_are_resized_in_the_graph_like_preprocess_image(served):
+    from keras_convnext.imagenet import preprocess_image
 
-    large = Image.open(io.BytesIO(exported["inputs"]["large_jpeg"].tobytes()))
+    large = Image.open(io.BytesIO(served["inputs"]["large_jpeg"].tobytes()))
     pixels = preprocess_image(np.asarray(large), {"input_size": SIZE, "crop_pct": 1.0, "interpolation": "bilinear"})
-    expected = exported["model"].predict(pixels[None], verbose=0)
-    served = exported["outputs"]["large_jpeg/probabilities"]
-    assert np.argmax(served) == np.argmax(expected)
-    np.testing.assert_allclose(served, expected, atol=0.05)
+    expected = served["model"].predict(pixels[None], verbose=0)
+    probabilities = served["outputs"]["large_jpeg/probabilities"]
+    assert np.argmax(probabilities) == np.argmax(expected)
+    np.testing.assert_allclose(probabilities, expected, atol=0.05)
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("request_name", ["garbage_bytes", "empty_string", "one_pixel_image", "wrong_dtype", "wrong_rank", "wrong_size"])
-def test_bad_requests_fail_and_the_next_good_one_is_served(exported, request_name):
-    error = exported["report"]["errors"][request_name]
+def test_bad_requests_fail_and_the_next_good_one_is_served(served, request_name):
+    error = served["report"]["errors"][request_name]
     assert error is not None, f"{request_name} was served"
     if request_name == "empty_string":
         assert "image string is empty" in error
     if request_name == "one_pixel_image":
         assert "smaller than 16x16 pixels" in error
-    assert exported["report"]["served_after"][request_name]
+    assert served["report"]["served_after"][request_name]
 
 
+@pytest.mark.once
 def test_saved_model_cli_lists_the_three_signatures_with_names_dtypes_and_shapes(exported):
     cli = Path(sys.executable).with_name("saved_model_cli")
     shown = subprocess.run([str(cli), "show", "--dir", str(exported["version"]), "--all"],
@@ -138,6 +168,7 @@ def test_the_graph_holds_standard_tensorflow_ops_only(exported):
     assert not [op for op in ops if op.startswith("Xla") or "PyFunc" in op]
 
 
+@pytest.mark.once
 def test_the_op_check_refuses_a_python_callback(tmp_path):
     pytest.importorskip("tensorflow")
     script = (
@@ -163,6 +194,7 @@ def test_export_refuses_an_existing_version_and_bad_arguments(exported, tmp_path
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+@pytest.mark.once
 def test_cli_exports_a_weights_file_of_a_named_variant(tmp_path):
     model = kc.create_model("convnext_atto", input_shape=(SIZE, SIZE, 3), classes=3)
     weights = kc.weights.save_weights(perturb(model), tmp_path / "atto.weights.h5")
@@ -170,14 +202,8 @@ def test_cli_exports_a_weights_file_of_a_named_variant(tmp_path):
     assert main(["export", str(weights), str(out), "--variant", "convnext_atto", "--classes", "3",
                  "--image-size", str(SIZE), "--version", "2"]) == 0
     check_standard_ops(out / "2")
-    script = (
-        "import json, numpy as np, tensorflow as tf\n"
-        f"m = tf.saved_model.load({str(out / '2')!r})\n"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        "print(json.dumps(m.signatures['serving_default'](images=tf.constant(x))['probabilities'].numpy().tolist()))\n"
-    )
+    import tensorflow as tf
+
     x = np.random.default_rng(1).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
-    served = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert served.returncode == 0, served.stderr[-2000:]
-    np.testing.assert_allclose(np.array(json.loads(served.stdout.strip().splitlines()[-1])), model.predict(x, verbose=0), atol=1e-5)
+    served = tf.saved_model.load(str(out / "2")).signatures["serving_default"](images=tf.constant(x))
+    np.testing.assert_allclose(served["probabilities"].numpy(), model.predict(x, verbose=0), atol=1e-5)

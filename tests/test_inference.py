@@ -1,12 +1,14 @@
 """optimize_for_inference folds, and the backend fast paths against the portable keras.ops code."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import BACKEND, TINY_ARCH, loss_and_gradients, perturb
-from keras_convnext.layers.fast_paths import fast_path, portable_only
+from helpers import BACKEND, TINY_ARCH, loss_and_gradients, perturb
+from keras_convnext.layers.fast_paths import KINDS, fast_path, portable_only
 
 INPUT = (32, 32, 3)
 
@@ -71,7 +73,7 @@ def test_fast_paths_match_the_portable_path_in_inference():
     images = _images()
     fast = model.predict_on_batch(images)
     with portable_only():
-        assert {fast_path(kind) for kind in ("depthwise", "layer_norm", "dense", "fused_mlp")} == {"portable"}
+        assert {fast_path(kind) for kind in KINDS} == {"portable"}
         portable = kc.ConvNeXt(**TINY_ARCH, input_shape=INPUT, classes=7, classifier_activation=None)
         portable.set_weights(model.get_weights())
         expected = portable.predict_on_batch(images)
@@ -93,22 +95,24 @@ def test_fast_paths_match_the_portable_path_in_training_gradients():
 def test_fast_path_names_per_backend():
     expected = {
         "torch": {"depthwise": "torch_conv2d", "layer_norm": "torch_layer_norm", "dense": "torch_linear",
-                  "fused_mlp": "torch_onednn"},
-        "tensorflow": dict.fromkeys(("depthwise", "layer_norm", "dense", "fused_mlp"), "portable"),
-        "jax": {"depthwise": "shift_and_add", "layer_norm": "portable", "dense": "portable", "fused_mlp": "portable"},
+                  "fused_mlp": "torch_onednn", "gelu": "backend_gelu"},
+        # TensorFlow keeps the erf formula: its own exact GELU uses Erfc, which ONNX lacks.
+        "tensorflow": dict.fromkeys(KINDS, "portable"),
+        "jax": {"depthwise": "shift_and_add", "layer_norm": "portable", "dense": "portable", "fused_mlp": "portable",
+                "gelu": "backend_gelu"},
     }[BACKEND]
-    assert {kind: fast_path(kind) for kind in expected} == expected
+    assert {kind: fast_path(kind) for kind in KINDS} == expected
     with pytest.raises(ValueError, match="Unknown fast-path kind"):
         fast_path("softmax")
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the oneDNN fused block is a torch-backend kernel")
 def test_torch_predict_runs_the_fused_onednn_block_and_training_does_not(monkeypatch):
-    from keras_convnext.layers import torch_inference
+    from keras_convnext.layers import torch_onednn_block
 
     calls = []
-    original = torch_inference.fused_block_call
-    monkeypatch.setattr(torch_inference, "fused_block_call", lambda *a: calls.append(1) or original(*a))
+    original = torch_onednn_block.fused_block_call
+    monkeypatch.setattr(torch_onednn_block, "fused_block_call", lambda *a: calls.append(1) or original(*a))
     model = _model()
     model.predict_on_batch(_images())
     blocks = sum(isinstance(layer, kc.ConvNeXtBlock) for layer in model.layers)
@@ -124,15 +128,41 @@ def test_torch_predict_runs_the_fused_onednn_block_and_training_does_not(monkeyp
      ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=dot"}, "--xla_cpu_experimental_ynn_fusion_type=dot")],
     ids=["added", "opted_out", "user_setting_kept"],
 )
-def test_import_turns_ynn_fusion_off_only_under_jax_before_it_starts(environment, expected):
-    import os
+def test_ynn_fusion_is_turned_off_only_under_jax_before_it_starts(monkeypatch, environment, expected):
+    from keras_convnext.process_setup import disable_ynn_fusion_on_jax_cpu
+
+    for name in ("XLA_FLAGS", "KERAS_CONVNEXT_KEEP_XLA_FLAGS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if BACKEND == "jax":
+        from jax._src import xla_bridge
+
+        monkeypatch.setattr(xla_bridge, "_backends", {})  # as before JAX starts its CPU client
+    changed = disable_ynn_fusion_on_jax_cpu()
+    if BACKEND != "jax":
+        expected = environment.get("XLA_FLAGS", "")
+    assert os.environ.get("XLA_FLAGS", "") == expected
+    assert changed == (expected != environment.get("XLA_FLAGS", ""))
+
+
+def test_ynn_fusion_is_left_alone_once_jax_has_started(monkeypatch):
+    from keras_convnext.process_setup import disable_ynn_fusion_on_jax_cpu
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("KERAS_CONVNEXT_KEEP_XLA_FLAGS", raising=False)
+    keras.ops.convert_to_numpy(keras.ops.ones(1))  # the backend has started
+    assert disable_ynn_fusion_on_jax_cpu() is False and "XLA_FLAGS" not in os.environ
+
+
+@pytest.mark.once
+def test_importing_the_package_under_jax_turns_ynn_fusion_off_in_a_fresh_process():
     import subprocess
     import sys
 
     env = {key: value for key, value in os.environ.items() if key not in ("XLA_FLAGS", "KERAS_CONVNEXT_KEEP_XLA_FLAGS")}
-    env.update(environment, KERAS_BACKEND=BACKEND)
     script = "import os, keras_convnext; print(os.environ.get('XLA_FLAGS', ''))"
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], env={**env, "KERAS_BACKEND": "jax"}, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    printed = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    assert printed == (expected if BACKEND == "jax" else environment.get("XLA_FLAGS", ""))
+    assert result.stdout.strip().splitlines()[-1] == "--xla_cpu_experimental_ynn_fusion_type="

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-import numpy_reference as ref
-from conftest import loss_and_gradients, perturb
+from helpers import numpy_reference as ref
+from helpers import loss_and_gradients, perturb
 
 ATOL = 1e-5
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import BACKEND, TINY_ARCH, perturb
+from helpers import BACKEND, TINY_ARCH, perturb
 from keras_convnext.cli import main
 from keras_convnext.export.onnx import export_onnx
 
@@ -16,7 +16,7 @@ def _run(path, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("data_format", ["channels_last", pytest.param("channels_first", marks=pytest.mark.large)])
 def test_onnxruntime_matches_keras(tmp_path, data_format):
     shape = (32, 32, 3) if data_format == "channels_last" else (3, 32, 32)
     model = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=shape, classes=5, data_format=data_format))
@@ -26,6 +26,7 @@ def test_onnxruntime_matches_keras(tmp_path, data_format):
     np.testing.assert_allclose(_run(path, x), model.predict(x, verbose=0), atol=1e-4)
 
 
+@pytest.mark.large
 def test_cli_exports_a_named_variant_to_onnx(tmp_path):
     model = perturb(kc.create_model("convnextv2_atto", input_shape=(32, 32, 3), classes=3), scale=0.02)
     weights = kc.weights.save_weights(model, tmp_path / "v2.weights.h5")

@@ -9,9 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 import keras_convnext as kc
-from foreign_checkpoints import hugging_face_logits, hugging_face_model, normalised_images, to_timm
+from helpers.foreign_checkpoints import hugging_face_logits, hugging_face_model, normalised_images, to_timm
 from keras_convnext.weights import list_presets, preset_for, presets, sha256_of
-from test_download import server  # noqa: F401 (the fixture)
 
 FIELDS = {"variant", "source", "layout", "urls", "sha256", "classes", "eval", "license", "top1", "default"}
 
@@ -59,15 +58,13 @@ def test_a_misspelt_preset_gets_a_suggestion():
         kc.ConvNeXtTiny(weights="convnext_tiny.fb_1k")
 
 
-def test_imagenet_preset_downloads_and_loads(server, tmp_path, monkeypatch, rng):  # noqa: F811
+def test_imagenet_preset_downloads_and_loads(weights_server, tmp_path, monkeypatch, rng):
     reference = hugging_face_model("V1", arch={"depths": [2, 2, 6, 2], "hidden_sizes": [40, 80, 160, 320]}, classes=1000)
     path = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in to_timm(reference.state_dict(), conv_mlp=True).items()}, str(path))
-    from test_download import _Handler
-
-    _Handler.files["/timm/convnext_atto.d2_in1k/model.safetensors"] = path.read_bytes()
+    url = weights_server.publish("/timm/convnext_atto.d2_in1k/model.safetensors", path.read_bytes())
     record = presets()["convnext_atto.d2_in1k"]
-    monkeypatch.setitem(record, "urls", [f"{server}/timm/convnext_atto.d2_in1k/model.safetensors"])
+    monkeypatch.setitem(record, "urls", [url])
     monkeypatch.setitem(record, "sha256", sha256_of(path))
     model = kc.ConvNeXtAtto(weights="imagenet", include_preprocessing=False, classifier_activation=None,
                             input_shape=(64, 64, 3))

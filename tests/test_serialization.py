@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import TINY_ARCH, perturb
+from helpers import TINY_ARCH, perturb
 
 
 def tiny(**kwargs):

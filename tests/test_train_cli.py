@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 import keras_convnext as kc
-from conftest import BACKEND
-from image_folders import write_image_folder
+from helpers import BACKEND
+from helpers.image_folders import write_image_folder
 from keras_convnext.cli import main
 from keras_convnext.training import read_history
 
@@ -27,13 +27,21 @@ def _train_command(data, output, *extra):
     return [sys.executable, "-m", "keras_convnext", "train", str(data), *SMALL, "--output", str(output), *extra]
 
 
-def test_train_then_evaluate_writes_every_output(tmp_path):
-    data = write_image_folder(tmp_path / "data")
-    output = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One short run with every option that changes what is written: EMA, mixed precision, MixUp and CutMix."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_image_folder(root / "data")
+    output = root / "run"
     status = main(["train", str(data), *SMALL, "--epochs", "2", "--ema", "--mixed-precision",
                    "--mixup", "0.8", "--cutmix", "1.0", "--output", str(output)])
     keras.config.set_dtype_policy("float32")
     assert status == 0
+    return data, output
+
+
+def test_train_writes_every_output(trained_run):
+    _, output = trained_run
     names = {p.name for p in output.iterdir()}
     assert {"model.weights.h5", "model.keras", "history.csv", "training_curves.png", "train_config.json"} <= names
     assert "backup" not in names and not [n for n in names if "partial" in n]
@@ -52,6 +60,9 @@ def test_train_then_evaluate_writes_every_output(tmp_path):
     assert restored.get_layer("stage_0_block_0").compute_dtype == "bfloat16"
     np.testing.assert_allclose(model.predict(x, verbose=0), restored.predict(x, verbose=0), atol=2e-2)
 
+
+def test_evaluate_writes_metrics_and_a_confusion_matrix_for_every_kind_of_run(trained_run, tmp_path):
+    data, output = trained_run
     evaluation = tmp_path / "eval"
     assert main(["evaluate", str(data), "--weights", str(output), "--output", str(evaluation)]) == 0
     metrics = json.loads((evaluation / "metrics.json").read_text())
@@ -70,6 +81,7 @@ def test_train_then_evaluate_writes_every_output(tmp_path):
     assert json.loads((again / "metrics.json").read_text())["accuracy"] == pytest.approx(metrics["accuracy"], abs=2 / 24)
 
 
+@pytest.mark.large
 def test_training_learns_a_simple_folder(tmp_path):
     data = write_image_folder(tmp_path / "data", per_class=12)
     assert main(["train", str(data), *SMALL, "--epochs", "6", "--no-rand-augment", "--random-erasing", "0",
@@ -92,6 +104,7 @@ def _wait_for_backup(output, process, epoch, timeout=400):
     pytest.fail(f"no backup of epoch {epoch} within {timeout} s")
 
 
+@pytest.mark.large
 def test_a_run_killed_after_an_epoch_resumes_and_runs_only_the_remaining_epochs(tmp_path):
     data = write_image_folder(tmp_path / "data")
     output = tmp_path / "run"
@@ -143,21 +156,19 @@ def test_train_refuses_bad_folders_with_a_clear_error(tmp_path, capsys, make, me
     assert not (tmp_path / "run").exists()  # refused before writing anything
 
 
-def test_train_refuses_to_mix_runs_in_one_folder(tmp_path, capsys):
-    data = write_image_folder(tmp_path / "data", per_class=4)
-    output = tmp_path / "run"
-    assert main(["train", str(data), *SMALL, "--epochs", "1", "--output", str(output)]) == 0
+def test_train_refuses_to_mix_runs_in_one_folder(trained_run, capsys):
+    data, output = trained_run
     before = (output / "model.weights.h5").read_bytes()
-    assert main(["train", str(data), *SMALL, "--epochs", "1", "--output", str(output)]) == 2
+    assert main(["train", str(data), *SMALL, "--epochs", "2", "--output", str(output)]) == 2
     assert "pass --resume" in capsys.readouterr().err
-    assert main(["train", str(data), *SMALL, "--epochs", "3", "--resume", "--output", str(output)]) == 2
-    assert "epochs: was 1, now 3" in capsys.readouterr().err
+    assert main(["train", str(data), *SMALL, "--epochs", "3", "--ema", "--mixed-precision", "--mixup", "0.8",
+                 "--cutmix", "1.0", "--resume", "--output", str(output)]) == 2
+    assert capsys.readouterr().err.strip().endswith("differ from " + str(output / "train_config.json") + ": epochs: was 2, now 3.")
     assert (output / "model.weights.h5").read_bytes() == before
 
 
-def test_evaluate_refuses_a_folder_with_other_classes(tmp_path, capsys):
-    data = write_image_folder(tmp_path / "data", per_class=4)
-    assert main(["train", str(data), *SMALL, "--epochs", "1", "--output", str(tmp_path / "run")]) == 0
+def test_evaluate_refuses_a_folder_with_other_classes(trained_run, tmp_path, capsys):
+    _, output = trained_run
     other = write_image_folder(tmp_path / "other", per_class=2, classes={"cat": (0, 0, 0), "dog": (255, 255, 255)})
-    assert main(["evaluate", str(other), "--weights", str(tmp_path / "run"), "--output", str(tmp_path / "e")]) == 2
+    assert main(["evaluate", str(other), "--weights", str(output), "--output", str(tmp_path / "e")]) == 2
     assert "trained on classes ['blue', 'green', 'red']" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_convnext as kc
-from conftest import BACKEND, TINY_ARCH, loss_and_gradients, perturb
+from helpers import BACKEND, TINY_ARCH, loss_and_gradients, perturb
 from keras_convnext import training
 
 
@@ -32,7 +32,7 @@ def test_fit_lowers_the_loss_on_a_tiny_batch(rng):
     assert after < before * 0.8, (before, after)
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("policy", [pytest.param("mixed_float16", marks=pytest.mark.large), "mixed_bfloat16"])
 def test_mixed_precision_builds_predicts_and_trains(rng, policy):
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
@@ -56,7 +56,9 @@ def _one_hot_batches(rng, n=8, batch=4):
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
 
 
-@pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0), (0.8, 1.0)])
+@pytest.mark.parametrize(
+    "mixup, cutmix", [pytest.param(0.8, 0.0, marks=pytest.mark.large), pytest.param(0.0, 1.0, marks=pytest.mark.large), (0.8, 1.0)]
+)
 def test_mixup_and_cutmix_batches_keep_label_sums_of_one(rng, mixup, cutmix):
     mix = training.batch_mixing(mixup_alpha=mixup, cutmix_alpha=cutmix, seed=1)
     augment = training.image_augmentation(seed=1)
@@ -75,7 +77,7 @@ def test_batch_mixing_is_off_when_both_are_zero_and_rejects_negative_values():
         training.batch_mixing(mixup_alpha=-1)
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("policy", ["float32", pytest.param("mixed_bfloat16", marks=pytest.mark.large)])
 def test_recipe_fit_with_mixing_lowers_the_loss(rng, policy):
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)

@@ -13,6 +13,7 @@ import statistics
 import time
 
 from keras_convnext.cli_flags import add_batch_size, add_image_size, add_variant
+from keras_convnext.layer_names import block_name
 
 
 def _self_cpu_ms(run, steps):
@@ -76,7 +77,7 @@ def jax_block_table(batch_size=8, image_size=224, dims=(96, 192, 384, 768)):
     for stage, width in enumerate(dims):
         side = image_size // 4 // 2**stage
         x = jnp.asarray(rng.normal(size=(batch_size, side, side, width)).astype("float32"))
-        block = ConvNeXtBlock(name=f"stage_{stage}_block")
+        block = ConvNeXtBlock(name=block_name(stage, 0))
         block(x)
         weights = [v.value for v in block.trainable_variables]
 

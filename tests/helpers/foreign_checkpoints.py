@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextV2Config, ConvNextV2ForImageClassification
 
 SMALL = {"depths": [1, 1, 2, 1], "hidden_sizes": [8, 16, 24, 32]}
@@ -120,6 +121,15 @@ def to_fb(hf_state):
             key = "norm." + key.removeprefix("layernorm.")
         out[key] = value
     return {"model": out}
+
+
+def save(state, path):
+    """Writes a state dict as ``.safetensors``, or as a torch pickle for any other suffix; returns ``path``."""
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, str(path))
+    return path
 
 
 def normalised_images(rng, count=2, size=64):

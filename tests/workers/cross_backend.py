@@ -1,24 +1,21 @@
-"""Run by test_cross_backend.py in a fresh process: loads a weight file under $KERAS_BACKEND, writes the logits.
+"""Loads weight files under $KERAS_BACKEND, writes the logits, and saves each model's weights again from here.
 
-Usage: KERAS_BACKEND=jax python cross_backend_worker.py WEIGHTS.weights.h5 IMAGES.npy OUT.npy [CONVNEXT_KWARGS_JSON]
+Usage: KERAS_BACKEND=jax python -m workers.cross_backend JOBS.json
+JOBS.json: a list of {"weights", "kwargs" (for kc.ConvNeXt), "images" (.npy), "logits" (.npy out), "resaved" (out)}.
 """
 
 import json
 import sys
 
+import keras
 import numpy as np
 
-import keras
 import keras_convnext as kc
-from conftest import TINY_ARCH
-
-CROSS_BACKEND_MODEL = {**TINY_ARCH, "input_shape": (64, 64, 3), "classes": 7, "classifier_activation": None}
 
 if __name__ == "__main__":
-    weights, images, out = sys.argv[1:4]
-    kwargs = json.loads(sys.argv[4]) if len(sys.argv) > 4 else CROSS_BACKEND_MODEL
-    model = kc.ConvNeXt(**kwargs)
-    model.load_weights(weights)
-    logits = model.predict(np.load(images), verbose=0)
-    np.save(out, logits)
+    for job in json.loads(open(sys.argv[1]).read()):
+        model = kc.ConvNeXt(**job["kwargs"])
+        model.load_weights(job["weights"])
+        np.save(job["logits"], model.predict(np.load(job["images"]), verbose=0))
+        model.save_weights(job["resaved"])
     print(keras.backend.backend(), "ok")

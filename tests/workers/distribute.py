@@ -1,6 +1,6 @@
 """One training run, single-device or data parallel, in its own process (devices are fixed at backend start).
 
-Usage: python distribute_worker.py single|parallel|model_parallel INITIAL.weights.h5 OUT_DIR
+Usage: python -m workers.distribute single|parallel|model_parallel INITIAL.weights.h5 OUT_DIR
 JAX gets 4 CPU devices from XLA_FLAGS (set by the test); TensorFlow splits its CPU into 2 logical devices here.
 """
 
@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_convnext as kc  # noqa: E402
-from conftest import TINY_ARCH as ARCH  # noqa: E402
+from helpers import TINY_ARCH as ARCH  # noqa: E402
 
 
 def data(seed=0):

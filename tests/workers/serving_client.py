@@ -1,6 +1,6 @@
 """Calls every signature of a SavedModel from a process that cannot import keras or keras_convnext, like TF Serving.
 
-Usage: python serving_client.py VERSION_DIR INPUTS.npz OUTPUTS.npz REPORT.json
+Usage: python -m workers.serving_client VERSION_DIR INPUTS.npz OUTPUTS.npz REPORT.json
 """
 
 import json
