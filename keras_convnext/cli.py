@@ -1,6 +1,7 @@
 """The ``keras-convnext`` command (also ``python -m keras_convnext``)."""
 
 import argparse
+import os
 import sys
 
 from keras_convnext.cli_flags import (
@@ -101,12 +102,20 @@ def build_parser():
         prog="keras-convnext",
         description="ConvNeXt for Keras 3; the backend is chosen by KERAS_BACKEND (tensorflow, jax or torch).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a sub-command's default must not overwrite a --debug given before the sub-command.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the Python traceback of an error")
 
-    info = commands.add_parser("info", help="list the variants with parameter counts, the backend and versions")
+    def add_command(name, **kwargs):
+        return subcommands.add_parser(name, parents=[common], **kwargs)
+
+    info = add_command("info", help="list the variants with parameter counts, the backend and versions")
     info.set_defaults(run=_info)
 
-    demo = commands.add_parser(
+    demo = add_command(
         "demo", help="train a small ConvNeXt on scikit-learn's handwritten digits, save and reload it (no network)"
     )
     add_variant(demo, default="convnext_atto")
@@ -115,7 +124,7 @@ def build_parser():
     add_output(demo, "demo-output", help="directory for the saved weights")
     demo.set_defaults(run=_demo)
 
-    train = commands.add_parser(
+    train = add_command(
         "train", help="train or fine-tune on DATA_DIR (one sub-folder of images per class); resumable"
     )
     add_config_arguments(train, TrainConfig)
@@ -124,7 +133,7 @@ def build_parser():
     train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity (1: progress bar)")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy, top-5 and a confusion matrix on DATA_DIR")
+    evaluate = add_command("evaluate", help="accuracy, top-5 and a confusion matrix on DATA_DIR")
     add_data_dir(evaluate)
     evaluate.add_argument("--weights", required=True, help="a training run folder, its model.keras, or a .weights.h5")
     add_variant(evaluate, help="needed for a .weights.h5 that has no train_config.json beside it")
@@ -133,7 +142,7 @@ def build_parser():
     add_output(evaluate, "evaluation", help="folder for confusion_matrix.png and metrics.json")
     evaluate.set_defaults(run=_evaluate)
 
-    export = commands.add_parser(
+    export = add_command(
         "export", help="export MODEL for serving: a TF Serving SavedModel (from any backend) or ONNX"
     )
     export.add_argument("model", metavar="MODEL", help="a .keras file, a .weights.h5 (with --variant) or a train --output folder")
@@ -147,7 +156,7 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     export.set_defaults(run=_export)
 
-    bench = commands.add_parser(
+    bench = add_command(
         "bench", help="images/s against keras.applications and native PyTorch, alternating runs in one process"
     )
     add_variant(bench, default="convnext_tiny")
@@ -166,7 +175,7 @@ def build_parser():
     bench.add_argument("--json", default=None, metavar="FILE", help="also write the figures and every timing as JSON")
     bench.set_defaults(run=_bench)
 
-    convert = commands.add_parser(
+    convert = add_command(
         "convert", help="convert a checkpoint (HF, timm, torchvision, FB, keras.applications) into one .weights.h5"
     )
     convert.add_argument("source", help="checkpoint file; its layout is recognised from its content")
@@ -176,8 +185,31 @@ def build_parser():
     return parser
 
 
+DEBUG_VARIABLE = "KERAS_CONVNEXT_DEBUG"
+
+
+def error_line(command, error):
+    """The one line a command ends with when it fails: what went wrong, from the error's own message.
+
+    Errors a user causes (a bad argument, file or folder) carry a message written for them; any other error is
+    named by its type, with how to see the traceback.
+
+    Example:
+        >>> error_line("convert", ValueError("model.pth is not a checkpoint"))
+        'keras-convnext convert: error: model.pth is not a checkpoint'
+    """
+    if isinstance(error, (ValueError, OSError, NotImplementedError)):
+        message = str(error) or type(error).__name__
+    else:
+        message = f"{type(error).__name__}: {error} (run with --debug or {DEBUG_VARIABLE}=1 for the traceback)"
+    return f"keras-convnext {command}: error: {' '.join(message.split())}"
+
+
 def main(argv=None):
     """Entry point of the ``keras-convnext`` console script; returns the exit status.
+
+    Any error ends the command with one ``keras-convnext <command>: error: ...`` line and status 2; ``--debug``
+    (or ``KERAS_CONVNEXT_DEBUG=1``) shows the Python traceback instead.
 
     Example:
         >>> main(["info"])  # doctest: +SKIP
@@ -185,8 +217,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
-        print(f"keras-convnext {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"keras-convnext {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - every failure ends in one line unless the traceback is asked for
+        if getattr(args, "debug", False) or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        print(error_line(args.command, error), file=sys.stderr)
         return 2
 
 

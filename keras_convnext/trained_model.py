@@ -65,8 +65,9 @@ def load_source(spec):
 
         return keras.saving.load_model(spec["path"], compile=False)
     from keras_convnext.applications import create_model
+    from keras_convnext.weights import load_weights
 
     size = spec["image_size"]
     model = create_model(spec["variant"], input_shape=(size, size, 3), classes=spec["classes"])
-    model.load_weights(spec["path"])
+    load_weights(model, spec["path"])  # checked: a file of another variant is refused, naming it
     return model

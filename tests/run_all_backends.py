@@ -3,7 +3,9 @@
 Usage: python tests/run_all_backends.py [BACKEND ...] [-- PYTEST_ARGS ...]
 
 The tests marked ``once`` (they start every backend themselves, or check what no backend changes) run in the
-last backend's session only; the others get ``--skip-once-tests``.
+last backend's session only; the others get ``--skip-once-tests``. Each session runs its test files over
+``worker_count()`` processes (pytest-xdist): the JAX session is bound by XLA's single-threaded compiles, so two
+processes on two cores halve it; ``-n 0`` among the pytest arguments runs in one process.
 """
 
 import os
@@ -18,11 +20,27 @@ SUMMARY = re.compile(r"=+ (.*(passed|failed|error|skipped|no tests ran).*) in ([
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?)")
 
 
+def worker_count():
+    """Processes per session: one per core, at most one per 8 GiB of memory (a JAX worker holds up to 6), at most 4.
+
+    Example:
+        >>> 1 <= worker_count() <= 4
+        True
+    """
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        memory_gib = 8
+    return max(1, min(os.cpu_count() or 1, int(memory_gib // 8), 4))
+
+
 def run(backend, pytest_args):
     """Runs pytest under ``backend``, echoing its output; returns (exit code, summary text, counts, seconds)."""
     print(f"\n######## KERAS_BACKEND={backend} ########", flush=True)
     start = time.perf_counter()
-    command = [sys.executable, "-m", "pytest", *pytest_args]
+    parallel = [] if any(arg.startswith(("-n", "--numprocesses")) for arg in pytest_args) else [
+        "-n", str(worker_count()), "--dist", "loadfile"]
+    command = [sys.executable, "-m", "pytest", *parallel, *pytest_args]
     process = subprocess.Popen(
         command,
         cwd=Path(__file__).resolve().parent.parent,

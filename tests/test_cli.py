@@ -13,7 +13,7 @@ import pytest
 
 import keras_convnext as kc
 from helpers import BACKEND
-from keras_convnext.cli import build_parser
+from keras_convnext.cli import build_parser, main
 from keras_convnext.demo import ascii_digit, held_out_split, load_digits_images, run_demo
 
 ENV = {**os.environ, "KERAS_BACKEND": BACKEND}
@@ -103,3 +103,23 @@ def test_every_command_that_takes_a_variant_shares_one_flag(capsys):
                     ["convert", "s", "-o", "x"]):
         args = parser.parse_args([*command, "--variant", "convnextv2_nano"])
         assert args.variant == "convnextv2_nano", command
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import keras_convnext.info
+
+    def broken():
+        raise RuntimeError("the version table is gone")
+
+    monkeypatch.setattr(keras_convnext.info, "format_info", broken)
+    monkeypatch.delenv("KERAS_CONVNEXT_DEBUG", raising=False)
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["keras-convnext info: error: RuntimeError: the version table is gone (run with --debug or "
+                   "KERAS_CONVNEXT_DEBUG=1 for the traceback)"]
+    for argv in (["--debug", "info"], ["info", "--debug"]):
+        with pytest.raises(RuntimeError, match="the version table is gone"):
+            main(argv)
+    monkeypatch.setenv("KERAS_CONVNEXT_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["info"])

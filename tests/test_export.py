@@ -207,3 +207,13 @@ def test_cli_exports_a_weights_file_of_a_named_variant(tmp_path):
     x = np.random.default_rng(1).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     served = tf.saved_model.load(str(out / "2")).signatures["serving_default"](images=tf.constant(x))
     np.testing.assert_allclose(served["probabilities"].numpy(), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.once
+def test_weights_of_another_variant_are_refused_with_the_reason(tmp_path):
+    femto = kc.weights.save_weights(kc.create_model("convnext_femto", input_shape=(SIZE, SIZE, 3), classes=3),
+                                    tmp_path / "femto.weights.h5")
+    # Under JAX and PyTorch the export runs in a TensorFlow process, whose error comes back whole.
+    with pytest.raises(ValueError, match=r"femto.weights.h5 does not fit this model"):
+        export_saved_model(femto, tmp_path / "out", variant="convnext_atto", classes=3, image_size=SIZE)
+    assert not (tmp_path / "out" / "1").exists()

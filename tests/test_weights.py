@@ -266,3 +266,51 @@ def test_our_weights_file_of_a_deeper_model_is_refused_and_changes_nothing(tmp_p
         kc.weights.load_weights(model, tmp_path / "deeper.weights.h5")
     for value, variable in zip(before, model.weights):
         np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(variable))
+
+
+def _truncated(path):
+    half = path.with_name(f"half-{path.name}")
+    half.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return half
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "model.pth", "ours.weights.h5"])
+def test_a_truncated_checkpoint_is_refused_naming_the_file_in_one_cli_line(tmp_path, capsys, name):
+    from keras_convnext.cli import main
+
+    if name == "ours.weights.h5":
+        full = kc.weights.save_weights(kc.create_model("convnext_atto", input_shape=(32, 32, 3)), tmp_path / name)
+    else:
+        full = save(to_timm(hugging_face_model("V1", arch={"depths": [2, 2, 6, 2], "hidden_sizes": [40, 80, 160, 320]},
+                                               classes=10).state_dict()), tmp_path / name)
+    half = _truncated(full)
+    assert main(["convert", str(half), "--variant", "convnext_atto", "-o", str(tmp_path / "out.weights.h5")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("keras-convnext convert: error: ") and str(half) in err[0], err
+    assert "truncated or damaged" in err[0]
+    with pytest.raises(ValueError, match="truncated or damaged"):
+        kc.ConvNeXtAtto(weights=half, input_shape=(32, 32, 3), classes=10)
+    assert not (tmp_path / "out.weights.h5").exists()
+
+
+def test_a_keras_file_given_as_weights_loads_its_weights(tmp_path, rng):
+    source = perturb(ours("V2"))
+    source.save(tmp_path / "model.keras")
+    model = ours("V2", weights=tmp_path / "model.keras")
+    images = normalised_images(rng)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(images)), keras.ops.convert_to_numpy(source(images)))
+    with pytest.raises(ValueError, match=r"model.keras does not fit this model"):
+        ours("V1", weights=tmp_path / "model.keras")
+
+
+def test_an_unreadable_cached_conversion_is_converted_again_and_replaced(tmp_path, rng):
+    reference = hugging_face_model("V1")
+    path = save(to_fb(reference.state_dict()), tmp_path / "checkpoint.pth")
+    ours("V1", weights=path)
+    (cached,) = _converted_files()
+    cached.write_bytes(cached.read_bytes()[:100])  # a cache entry cut short, as a full disk or a kill would leave
+    images = normalised_images(rng)
+    with pytest.warns(UserWarning, match="cached conversion of .* is unreadable .*converting again"):
+        model = ours("V1", weights=path)
+    assert_logits_close(model, hugging_face_logits(reference, images), images, "after a damaged cache entry")
+    assert kc.weights.load_weights(ours("V1"), path) == "keras_convnext"  # the entry was replaced whole

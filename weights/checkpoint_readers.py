@@ -5,6 +5,7 @@ Torch files are read with ``torch.load(weights_only=True)`` (no arbitrary unpick
 """
 
 import json
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -18,11 +19,32 @@ STATE_DICT_WRAPPERS = ("model", "state_dict", "model_state_dict", "module")
 
 
 class CheckpointFormatError(ValueError):
-    """The file is not a checkpoint in any container this package reads."""
+    """The file is not a checkpoint in any container this package reads, or cannot be read whole."""
+
+
+KERAS_ARCHIVE_WEIGHTS = "model.weights.h5"  # what a .keras file (a zip) holds the weights in
+
+
+def open_hdf5(path):
+    """``h5py.File(path, "r")``, with an error naming the file when it cannot be read (truncated, damaged).
+
+    Example:
+        >>> open_hdf5("notes.txt")  # doctest: +SKIP
+        Traceback (most recent call last):
+        CheckpointFormatError: notes.txt could not be read as an HDF5 file (...); it may be truncated or damaged.
+    """
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise CheckpointFormatError(
+            f"{path} could not be read as an HDF5 file ({' '.join(str(error).split())}); it may be truncated or "
+            "damaged: download or save it again."
+        ) from error
 
 
 def sniff_container(path):
-    """The container of ``path`` from its content: ``keras``, ``keras_legacy_h5``, ``safetensors`` or ``torch``.
+    """The container of ``path`` from its content: ``keras`` (a ``.weights.h5``), ``keras_archive`` (a ``.keras``
+    file), ``keras_legacy_h5``, ``safetensors`` or ``torch``.
 
     Example:
         >>> sniff_container("convnext_tiny.safetensors")  # doctest: +SKIP
@@ -34,12 +56,14 @@ def sniff_container(path):
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(HDF5_MAGIC):
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             if "layer_names" in f.attrs or "model_weights" in f:
                 return "keras_legacy_h5"
             if "layers" in f or "vars" in f:
                 return "keras"
         raise CheckpointFormatError(f"{path} is an HDF5 file but neither a Keras 3 .weights.h5 nor a Keras 2 .h5 weight file.")
+    if head.startswith(ZIP_MAGIC) and _zip_names(path) is not None and KERAS_ARCHIVE_WEIGHTS in _zip_names(path):
+        return "keras_archive"
     if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
         return "torch"
     if len(head) >= 9 and head[8:9] == b"{":
@@ -63,15 +87,30 @@ def read_state_dict(path, container=None):
         (1000, 768)
     """
     container = container or sniff_container(path)
-    if container == "safetensors":
-        state = _read_safetensors(path)
-    elif container == "torch":
-        state = _read_torch(path)
-    elif container == "keras_legacy_h5":
-        state = _read_keras_legacy_h5(path)
-    else:
-        raise CheckpointFormatError(f"{path} is a Keras 3 .weights.h5 file; load it with model.load_weights().")
+    readers = {"safetensors": _read_safetensors, "torch": _read_torch, "keras_legacy_h5": _read_keras_legacy_h5}
+    if container not in readers:
+        raise CheckpointFormatError(
+            f"{path} is a Keras 3 {'.keras' if container == 'keras_archive' else '.weights.h5'} file; load it with "
+            "weights=... or model.load_weights()."
+        )
+    try:
+        state = readers[container](path)
+    except CheckpointFormatError:
+        raise
+    except Exception as error:  # noqa: BLE001 - each reader's own error type; the file is named in ours
+        raise CheckpointFormatError(
+            f"{path} could not be read as a {container} checkpoint ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:300]}); it may be truncated or damaged: download or save it again."
+        ) from error
     return {key: np.asarray(value, dtype=np.float32) for key, value in state.items()}
+
+
+def _zip_names(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return set(archive.namelist())
+    except zipfile.BadZipFile:
+        return None
 
 
 def _read_safetensors(path):
@@ -106,7 +145,7 @@ def _read_torch(path):
 def _read_keras_legacy_h5(path):
     """Keras 2 / ``keras.applications`` weight files: one group per layer, weights listed in ``weight_names``."""
     state = {}
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         root = f["model_weights"] if "model_weights" in f else f
         for layer_name in _names(root.attrs.get("layer_names", [])):
             group = root[layer_name]

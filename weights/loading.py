@@ -2,13 +2,22 @@
 
 import collections
 import re
+import tempfile
 import warnings
+import zipfile
+from pathlib import Path
 
 import h5py
 import keras
 
 from keras_convnext.weights.saving import save_weights
-from keras_convnext.weights.checkpoint_readers import read_state_dict, sniff_container
+from keras_convnext.weights.checkpoint_readers import (
+    KERAS_ARCHIVE_WEIGHTS,
+    CheckpointFormatError,
+    open_hdf5,
+    read_state_dict,
+    sniff_container,
+)
 from keras_convnext.weights.download import cache_dir, sha256_of
 from keras_convnext.weights.layouts import detect_layout
 from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
@@ -137,11 +146,19 @@ def load_checkpoint(model, path):
     if container == "keras":
         _load_keras_weights(model, path)
         return "keras_convnext"
+    if container == "keras_archive":
+        with tempfile.TemporaryDirectory() as scratch:
+            with zipfile.ZipFile(path) as archive:
+                weights = Path(archive.extract(KERAS_ARCHIVE_WEIGHTS, scratch))
+            _load_keras_weights(model, weights, source=path)
+        return "keras_convnext"
     converted = converted_cache_path(path)
     if converted.exists():
         try:
             _load_keras_weights(model, converted)
             return "keras_convnext"
+        except CheckpointFormatError as error:
+            warnings.warn(f"The cached conversion of {path} is unreadable ({error}); converting again.", stacklevel=2)
         except ValueError:
             pass  # cached for another architecture: convert again, which names what does not fit
     arrays, unmatched, layout = convert_state_dict(read_state_dict(path, container))
@@ -175,25 +192,29 @@ def read_checkpoint(path):
     return convert_state_dict(read_state_dict(path))
 
 
-def _load_keras_weights(model, path):
-    """``model.load_weights`` that restores every variable if it fails, and tolerates only a new classifier."""
-    _check_keras_file_fits(model, path)
+def _load_keras_weights(model, path, source=None):
+    """``model.load_weights`` that restores every variable if it fails, and tolerates only a new classifier.
+
+    ``source`` is the file the user named, where ``path`` was extracted from it (a ``.keras`` archive).
+    """
+    _check_keras_file_fits(model, path, source or path)
+    path, shown = str(path), source or path
     snapshot = [keras.ops.convert_to_numpy(v) for v in model.weights]
     try:
         try:
-            model.load_weights(str(path))
+            model.load_weights(path)
             return
         except ValueError as error:
             if HEAD_DENSE not in str(error):
                 raise
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model.load_weights(str(path), skip_mismatch=True)
+            model.load_weights(path, skip_mismatch=True)
         failures = [str(w.message) for w in caught if "could not be loaded" in str(w.message)]
         if len(failures) != 1 or "A total of 1 objects" not in failures[0] or HEAD_DENSE not in failures[0]:
-            raise ValueError(f"{path} does not fit this model: {' '.join(failures) or 'weights did not match'}")
+            raise ValueError(f"{shown} does not fit this model: {' '.join(failures) or 'weights did not match'}")
         warnings.warn(
-            f"{path} has another number of classes than the model: loaded every weight but the classifier "
+            f"{shown} has another number of classes than the model: loaded every weight but the classifier "
             "(head_dense), which keeps its initialisation.",
             stacklevel=3,
         )
@@ -203,17 +224,17 @@ def _load_keras_weights(model, path):
         raise
 
 
-def _check_keras_file_fits(model, path):
+def _check_keras_file_fits(model, path, shown):
     """Keras loads a file with extra layers without a word; refuse one that holds more than our head."""
     in_file = []
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         f["layers"].visititems(lambda name, obj: in_file.append(obj.shape) if isinstance(obj, h5py.Dataset) else None)
     in_model = [tuple(v.shape) for v in model.weights if not canonical_key(v.path).startswith(OPTIONAL_PREFIXES)]
     not_found = collections.Counter(in_model) - collections.Counter(in_file)
     head_tensors = 4  # head_layernorm gamma/beta, head_dense kernel/bias
     if not_found or len(in_file) > len(in_model) + head_tensors:
         raise ValueError(
-            f"{path} does not fit this model: it holds {len(in_file)} tensors and the model {len(in_model)} "
+            f"{shown} does not fit this model: it holds {len(in_file)} tensors and the model {len(in_model)} "
             f"besides its head{'; no tensor of shape ' + str(next(iter(not_found))) + ' in the file' if not_found else ''}. "
             "Was it saved from another variant?"
         )

@@ -1,4 +1,7 @@
-"""``python -m keras_convnext.export REQUEST_JSON``: the TensorFlow-backend half of ``export_saved_model``."""
+"""``python -m keras_convnext.export REQUEST_JSON``: the TensorFlow-backend half of ``export_saved_model``.
+
+A failure ends with one ``ERROR <type>: <message>`` line on stderr, which the calling process raises again.
+"""
 
 import json
 import sys
@@ -8,4 +11,8 @@ from keras_convnext.export.saved_model import write_version
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])
-    write_version(request["spec"], Path(request["target"]), **request["options"])
+    try:
+        write_version(request["spec"], Path(request["target"]), **request["options"])
+    except Exception as error:  # noqa: BLE001 - reported whole to the parent process, which raises it
+        print(f"ERROR {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(1)

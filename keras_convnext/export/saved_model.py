@@ -114,4 +114,9 @@ def _write_version_in_tensorflow_process(spec, target, options):
         text=True,
     )
     if done.returncode:
+        reported = [line[len("ERROR "):] for line in done.stderr.splitlines() if line.startswith("ERROR ")]
+        if reported:
+            kind, _, message = reported[-1].partition(": ")
+            error = ValueError if kind in ("ValueError", "CheckpointFormatError") else RuntimeError
+            raise error(f"Export under the TensorFlow backend failed: {message if error is ValueError else reported[-1]}")
         raise RuntimeError(f"Export under the TensorFlow backend failed:\n{done.stderr[-4000:]}")
