@@ -46,6 +46,7 @@ def _check_result(result, candidates, modes=("inference", "training")):
         assert all(len(times) == 2 for times in summary["seconds_per_step"].values())
 
 
+@pytest.mark.large
 def test_ours_and_native_torch_train_on_a_small_input():
     # keras.applications has no convnext_atto, so only the native PyTorch baseline runs beside ours here; the CLI
     # test below runs the inference mode.
@@ -81,8 +82,8 @@ def test_op_profile_prints_a_table_for_the_backend():
         table = op_profile.torch_op_table("convnext_atto", batch_size=1, image_size=32, steps=1, rows=5)
         assert "keras_convnext" in table and "native torch" in table and len(table.splitlines()) == 2 + 5 + 1
     else:
-        table = op_profile.jax_block_table(batch_size=1, image_size=32, dims=(8, 16))
+        table = op_profile.jax_block_table(batch_size=1, image_size=32, dims=(8,))
         rows = table.splitlines()[2:]
-        assert [row.split()[0] for row in rows] == ["1x8x8x8", "1x4x4x16"]
+        assert [row.split()[0] for row in rows] == ["1x8x8x8"]
         # Four timings per row; on inputs this small they may round to 0.0 ms, so only their form is checked.
         assert all(len(row.split()) == 5 and all(float(cell) >= 0 for cell in row.split()[1:]) for row in rows)

@@ -143,6 +143,7 @@ def test_bad_requests_fail_and_the_next_good_one_is_served(served, request_name)
     assert served["report"]["served_after"][request_name]
 
 
+@pytest.mark.large
 @pytest.mark.once
 def test_saved_model_cli_lists_the_three_signatures_with_names_dtypes_and_shapes(exported):
     cli = Path(sys.executable).with_name("saved_model_cli")
@@ -168,6 +169,7 @@ def test_the_graph_holds_standard_tensorflow_ops_only(exported):
     assert not [op for op in ops if op.startswith("Xla") or "PyFunc" in op]
 
 
+@pytest.mark.large
 @pytest.mark.once
 def test_the_op_check_refuses_a_python_callback(tmp_path):
     pytest.importorskip("tensorflow")

@@ -35,8 +35,9 @@ ISOTROPIC_APPROXIMATE_COUNTS = {
     "convnext_isotropic_base": 87e6,
     "convnext_isotropic_large": 306e6,
 }
-# The fast tier builds the variants up to this size; the large tier builds the rest, up to 846M parameters.
-FAST_TIER_LIMIT = 30_000_000
+# The fast tier builds the variants up to this size (atto, femto, pico of V1 and V2); the large tier builds the
+# rest, up to 846M parameters.
+FAST_TIER_LIMIT = 10_000_000
 
 
 def _build_and_count(name):

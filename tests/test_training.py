@@ -23,6 +23,7 @@ def _fit_and_evaluate(model, images, labels, steps):
     return before, history.history["loss"], after
 
 
+@pytest.mark.large
 def test_fit_lowers_the_loss_on_a_tiny_batch(rng):
     keras.utils.set_random_seed(0)
     model = kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4, drop_path_rate=0.1)
@@ -32,7 +33,9 @@ def test_fit_lowers_the_loss_on_a_tiny_batch(rng):
     assert after < before * 0.8, (before, after)
 
 
-@pytest.mark.parametrize("policy", [pytest.param("mixed_float16", marks=pytest.mark.large), "mixed_bfloat16"])
+# The fast tier trains under mixed_bfloat16 in test_train_cli (the train command's --mixed-precision run).
+@pytest.mark.large
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_builds_predicts_and_trains(rng, policy):
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
