@@ -1,8 +1,8 @@
 """Converting a checkpoint for a named variant: composed here, above ``applications`` and ``weights``."""
 
 from keras_convnext.applications import create_model
-from keras_convnext.weights import assign_arrays, read_checkpoint, save_weights
 from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
+from keras_convnext.weights import assign_arrays, read_checkpoint, save_weights
 
 
 def convert_weights(source, variant, output):

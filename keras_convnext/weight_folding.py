@@ -13,8 +13,8 @@ Each block then runs three fewer elementwise passes over its activations.
 import keras
 import numpy as np
 
-from keras_convnext.layers import ConvNeXtBlock, LayerNorm
 from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
+from keras_convnext.layers import ConvNeXtBlock, LayerNorm
 
 
 def _fold_norm_into_dense(norm_weights, dense_weights):

@@ -62,7 +62,7 @@ def sniff_container(path):
             if "layers" in f or "vars" in f:
                 return "keras"
         raise CheckpointFormatError(f"{path} is an HDF5 file but neither a Keras 3 .weights.h5 nor a Keras 2 .h5 weight file.")
-    if head.startswith(ZIP_MAGIC) and _zip_names(path) is not None and KERAS_ARCHIVE_WEIGHTS in _zip_names(path):
+    if head.startswith(ZIP_MAGIC) and KERAS_ARCHIVE_WEIGHTS in _zip_names(path):
         return "keras_archive"
     if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
         return "torch"
@@ -110,7 +110,7 @@ def _zip_names(path):
         with zipfile.ZipFile(path) as archive:
             return set(archive.namelist())
     except zipfile.BadZipFile:
-        return None
+        return set()
 
 
 def _read_safetensors(path):

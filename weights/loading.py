@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import keras
 
-from keras_convnext.weights.saving import save_weights
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
 from keras_convnext.weights.checkpoint_readers import (
     KERAS_ARCHIVE_WEIGHTS,
     CheckpointFormatError,
@@ -20,7 +20,7 @@ from keras_convnext.weights.checkpoint_readers import (
 )
 from keras_convnext.weights.download import cache_dir, sha256_of
 from keras_convnext.weights.layouts import detect_layout
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
+from keras_convnext.weights.saving import save_weights
 
 HEAD_KERNEL = f"{HEAD_DENSE}/kernel"
 HEAD_PREFIXES = (f"{HEAD_DENSE}/",)
@@ -197,8 +197,9 @@ def _load_keras_weights(model, path, source=None):
 
     ``source`` is the file the user named, where ``path`` was extracted from it (a ``.keras`` archive).
     """
-    _check_keras_file_fits(model, path, source or path)
-    path, shown = str(path), source or path
+    shown = source or path
+    _check_keras_file_fits(model, path, shown)
+    path = str(path)
     snapshot = [keras.ops.convert_to_numpy(v) for v in model.weights]
     try:
         try:

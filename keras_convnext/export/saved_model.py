@@ -117,6 +117,7 @@ def _write_version_in_tensorflow_process(spec, target, options):
         reported = [line[len("ERROR "):] for line in done.stderr.splitlines() if line.startswith("ERROR ")]
         if reported:
             kind, _, message = reported[-1].partition(": ")
-            error = ValueError if kind in ("ValueError", "CheckpointFormatError") else RuntimeError
-            raise error(f"Export under the TensorFlow backend failed: {message if error is ValueError else reported[-1]}")
+            if kind in ("ValueError", "CheckpointFormatError"):  # the user's input: its message is written for them
+                raise ValueError(f"Export under the TensorFlow backend failed: {message}")
+            raise RuntimeError(f"Export under the TensorFlow backend failed: {reported[-1]}")
         raise RuntimeError(f"Export under the TensorFlow backend failed:\n{done.stderr[-4000:]}")
