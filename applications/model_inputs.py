@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_convnext.layers.data_format import channel_axis
+from keras_convnext.layers.pixel_normalization import PixelNormalization
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,14 +70,6 @@ def imagenet_normalization(data_format):
     Example:
         >>> normalize = imagenet_normalization("channels_last")
     """
-    axis = channel_axis(data_format)
-    # x * scale + offset with constants in the layer's config: Keras' Normalization holds its mean and variance
-    # as tensors that a traced TensorFlow graph captures, and tf2onnx turns those captures into model inputs.
     scale = [1.0 / (255.0 * s) for s in IMAGENET_STD]
     offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
-    if axis != -1:
-        scale, offset = [[[v]] for v in scale], [[[v]] for v in offset]
-    layer = keras.layers.Rescaling(scale=scale, offset=offset, name="preprocessing")
-    # It would broadcast a 1-channel image to 3 channels without a word; refuse one instead.
-    layer.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: 3})
-    return layer
+    return PixelNormalization(scale, offset, data_format=data_format, name="preprocessing")

@@ -18,6 +18,7 @@ disable_ynn_fusion_on_jax_cpu()
 # ruff: noqa: E402, F403
 from keras_convnext import applications, distribute, export, layers, training, weights
 from keras_convnext.applications import *
+from keras_convnext.compiled_inference import compile_for_inference
 from keras_convnext.conversion import convert_weights
 from keras_convnext.imagenet import decode_predictions, imagenet_classes, preprocess_image
 from keras_convnext.layers import *
@@ -27,6 +28,7 @@ from keras_convnext.weight_folding import optimize_for_inference
 __all__ = [
     "__version__",
     "applications",
+    "compile_for_inference",
     "convert_weights",
     "decode_predictions",
     "distribute",

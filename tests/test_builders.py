@@ -125,6 +125,14 @@ def test_channels_first_gives_the_same_outputs_as_channels_last(rng):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(first(x.transpose(0, 3, 1, 2))), keras.ops.convert_to_numpy(last(x)), atol=1e-4
     )
+    # An odd batch of small images: TensorFlow's eager channels_first Conv2D (oneDNN) went wrong on exactly this.
+    small_last, small_first = tiny(input_shape=(32, 32, 3)), tiny(data_format="channels_first", input_shape=(3, 32, 32))
+    small_first.set_weights(perturb(small_last).get_weights())
+    x = rng.uniform(0, 255, size=(3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(small_first(x.transpose(0, 3, 1, 2))), keras.ops.convert_to_numpy(small_last(x)),
+        atol=1e-5,
+    )
     features = kc.feature_extractor(tiny(include_top=False, data_format="channels_first", input_shape=(3, None, None)))
     assert features(np.zeros((1, 3, 64, 96), "float32"))["stride_8"].shape == (1, 16, 8, 12)
 

@@ -6,6 +6,7 @@ from keras_convnext.layers.downsample import ConvNeXtDownsample
 from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.layer_norm import LayerNorm
 from keras_convnext.layers.layer_scale import LayerScale
+from keras_convnext.layers.pixel_normalization import PixelNormalization
 from keras_convnext.layers.stem import ConvNeXtStem
 from keras_convnext.layers.stochastic_depth import StochasticDepth
 
@@ -17,5 +18,6 @@ __all__ = [
     "GlobalResponseNorm",
     "LayerNorm",
     "LayerScale",
+    "PixelNormalization",
     "StochasticDepth",
 ]

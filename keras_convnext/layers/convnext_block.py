@@ -5,7 +5,8 @@ from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 from keras_convnext.layers.depthwise_conv import DepthwiseConv
-from keras_convnext.layers.fast_paths import fast_path, is_plain_dense
+from keras_convnext.layers import torch_onednn_block
+from keras_convnext.layers.fast_paths import fast_path, is_plain_dense, torch_functional
 from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
@@ -117,6 +118,8 @@ class ConvNeXtBlock(keras.layers.Layer):
         )
 
         self.depthwise_conv.build(input_shape)
+        # Built here, not on its first call: a build inside torch.compile's trace is a graph break.
+        self.drop_path.build(input_shape)
         channels_last = (None, None, None, channels)
         self.layernorm.build(channels_last)
         self.pointwise_1.build(channels_last)
@@ -140,11 +143,8 @@ class ConvNeXtBlock(keras.layers.Layer):
         return call_with_static_training
 
     def call(self, inputs, training=None):
-        if fast_path("fused_mlp") == "torch_onednn":
-            from keras_convnext.layers import torch_onednn_block
-
-            if torch_onednn_block.can_fuse(self, inputs, training):
-                return torch_onednn_block.fused_block_call(self, inputs)
+        if fast_path("fused_mlp") == "torch_onednn" and torch_onednn_block.can_fuse(self, inputs, training):
+            return torch_onednn_block.fused_block_call(self, inputs)
         x = self.depthwise_conv(inputs)
         if self.axis != -1:
             x = ops.transpose(x, TO_CHANNELS_LAST)
@@ -162,10 +162,8 @@ class ConvNeXtBlock(keras.layers.Layer):
 
     def _pointwise(self, dense, x):
         if is_plain_dense(dense) and fast_path("dense") == "torch_linear":
-            import torch.nn.functional as F
-
             kernel = ops.cast(dense.kernel, self.compute_dtype)
-            return F.linear(x, kernel.T, ops.cast(dense.bias, self.compute_dtype))
+            return torch_functional.linear(x, kernel.T, ops.cast(dense.bias, self.compute_dtype))
         return dense(x)
 
     def compute_output_shape(self, input_shape):

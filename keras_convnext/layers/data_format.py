@@ -29,3 +29,30 @@ def channel_axis(data_format):
         1
     """
     return -1 if data_format == "channels_last" else 1
+
+
+def strided_conv(conv, inputs):
+    """``conv(inputs)`` for the stem's and the downsampling layers' ``Conv2D``, right on every backend.
+
+    TensorFlow's own CPU convolutions are NHWC only. With oneDNN (TensorFlow 2.21's default), a channels_first
+    ``Conv2D`` layer gives wrong outputs in eager execution and under XLA (up to 0.9 off for unit-scale weights), while
+    ``tf.function`` graphs transpose around the conv and are right; so on TensorFlow a channels_first conv runs here on
+    channels-last data with the layer's own kernel and bias, as those graphs do.
+
+    Example:
+        >>> import numpy as np
+        >>> conv = keras.layers.Conv2D(4, 2, strides=2, data_format="channels_first")
+        >>> tuple(strided_conv(conv, np.ones((1, 3, 8, 8), "float32")).shape)
+        (1, 4, 4, 4)
+    """
+    plain = not conv.lora_enabled and getattr(conv, "quantization_mode", None) is None
+    if conv.data_format != "channels_first" or keras.backend.backend() != "tensorflow" or not plain:
+        return conv(inputs)
+    if not conv.built:
+        conv.build(tuple(inputs.shape))
+    x = keras.ops.transpose(keras.ops.cast(inputs, conv.compute_dtype), (0, 2, 3, 1))
+    kernel = keras.ops.cast(conv.kernel, conv.compute_dtype)
+    x = keras.ops.conv(x, kernel, strides=conv.strides, padding=conv.padding, data_format="channels_last")
+    if conv.use_bias:
+        x = x + keras.ops.cast(conv.bias, conv.compute_dtype)
+    return keras.ops.transpose(x, (0, 3, 1, 2))

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
-from keras_convnext.layers.fast_paths import fast_path
+from keras_convnext.layers.fast_paths import fast_path, torch_functional
 from keras_convnext.layers.initializers import kernel_initializer
 
 
@@ -130,10 +130,8 @@ class DepthwiseConv(keras.layers.Layer):
 
     def _torch_conv2d(self, inputs, kernel, bias):
         # Channels-last data is viewed as NCHW without a copy; oneDNN and cuDNN run that view channels-last.
-        import torch.nn.functional as F
-
         x = inputs.permute(0, 3, 1, 2) if self.axis == -1 else inputs
-        x = F.conv2d(x, kernel.permute(2, 3, 0, 1), bias, padding=self.kernel_size // 2, groups=x.shape[1])
+        x = torch_functional.conv2d(x, kernel.permute(2, 3, 0, 1), bias, padding=self.kernel_size // 2, groups=x.shape[1])
         return x.permute(0, 2, 3, 1) if self.axis == -1 else x
 
     def compute_output_shape(self, input_shape):

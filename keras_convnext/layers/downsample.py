@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_convnext.layers.data_format import standardize_data_format
+from keras_convnext.layers.data_format import standardize_data_format, strided_conv
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
 
@@ -46,7 +46,7 @@ class ConvNeXtDownsample(keras.layers.Layer):
         self.conv.build(input_shape)
 
     def call(self, inputs):
-        return self.conv(self.layernorm(inputs))
+        return strided_conv(self.conv, self.layernorm(inputs))
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

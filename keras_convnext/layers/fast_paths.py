@@ -12,16 +12,26 @@ and is tested against it; it exists because the portable code is slow on that ba
 - ``gelu``: JAX's and torch's own exact GELU (``"backend_gelu"``). The portable one is ``x/2 * (1 + erf(x/√2))``,
   which TensorFlow keeps: its own exact GELU uses Erfc, which ONNX lacks, so tf2onnx exports would not load.
 
-A compiler setting that speeds JAX on CPU is made once per process in ``keras_convnext.process_setup``.
+The choice is made once per process, the first time a layer asks (when it is built or first traced), and read
+from a dict after that: no imports, probes or backend queries run inside a layer's ``call``, so ``torch.compile``
+traces it without a graph break. A compiler setting that speeds JAX on CPU is made once per process in
+``keras_convnext.process_setup``.
 """
 
 import contextlib
-import functools
 
 import keras
 
+if keras.backend.backend() == "torch":
+    # Imported here, not in ``call``: an import inside traced code breaks torch.compile's graph.
+    import torch
+    import torch.nn.functional as torch_functional
+else:
+    torch = torch_functional = None
+
 KINDS = ("depthwise", "layer_norm", "dense", "fused_mlp", "gelu")
 _PORTABLE_ONLY = []
+_CHOSEN = {}
 
 
 @contextlib.contextmanager
@@ -65,28 +75,30 @@ def fast_path(kind):
         raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
     if _PORTABLE_ONLY:
         return "portable"
+    if not _CHOSEN:
+        _CHOSEN.update(_choose_for_this_process())
+    return _CHOSEN[kind]
+
+
+def _choose_for_this_process():
     backend = keras.backend.backend()
+    chosen = dict.fromkeys(KINDS, "portable")
     if backend == "torch":
-        if kind == "fused_mlp":
-            return "torch_onednn" if _onednn_available() else "portable"
-        return {
-            "depthwise": "torch_conv2d",
-            "layer_norm": "torch_layer_norm",
-            "dense": "torch_linear",
-            "gelu": "backend_gelu",
-        }[kind]
-    if backend == "jax" and kind == "gelu":
-        return "backend_gelu"
-    if backend == "jax" and kind == "depthwise":
+        onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        chosen.update(
+            depthwise="torch_conv2d",
+            layer_norm="torch_layer_norm",
+            dense="torch_linear",
+            gelu="backend_gelu",
+            fused_mlp="torch_onednn" if onednn else "portable",
+        )
+    elif backend == "jax":
         import jax
 
-        return "shift_and_add" if jax.default_backend() == "cpu" else "portable"
-    return "portable"
+        chosen.update(gelu="backend_gelu", depthwise="shift_and_add" if jax.default_backend() == "cpu" else "portable")
+    return chosen
 
 
-@functools.cache
-def _onednn_available():
-    # Asked on every block call; the torch build does not change within a process.
-    from keras_convnext.layers.torch_onednn_block import onednn_available
-
-    return onednn_available()
+if torch is not None:
+    # torch.compile must not trace the choice (its oneDNN probe is a graph break), so on torch it is made at import.
+    _CHOSEN.update(_choose_for_this_process())

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
-from keras_convnext.layers.fast_paths import fast_path
+from keras_convnext.layers.fast_paths import fast_path, torch_functional
 
 
 @keras.saving.register_keras_serializable(package="keras_convnext")
@@ -56,9 +56,7 @@ class LayerNorm(keras.layers.Layer):
         gamma = ops.cast(self.gamma, "float32") if self.affine else None
         beta = ops.cast(self.beta, "float32") if self.affine else None
         if self.axis == -1 and fast_path("layer_norm") == "torch_layer_norm":
-            import torch.nn.functional as F
-
-            return ops.cast(F.layer_norm(x, (x.shape[-1],), gamma, beta, self.epsilon), self.compute_dtype)
+            return ops.cast(torch_functional.layer_norm(x, (x.shape[-1],), gamma, beta, self.epsilon), self.compute_dtype)
         mean = ops.mean(x, axis=self.axis, keepdims=True)
         centered = x - mean
         variance = ops.mean(ops.square(centered), axis=self.axis, keepdims=True)

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_convnext.layers.data_format import channel_axis, standardize_data_format
+from keras_convnext.layers.data_format import channel_axis, standardize_data_format, strided_conv
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
 
@@ -56,7 +56,7 @@ class ConvNeXtStem(keras.layers.Layer):
             self.layernorm.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, inputs):
-        x = self.conv(inputs)
+        x = strided_conv(self.conv, inputs)
         return self.layernorm(x) if self.layernorm is not None else x
 
     def compute_output_shape(self, input_shape):

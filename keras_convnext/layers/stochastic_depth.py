@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_convnext.layers.fast_paths import torch
+
 
 @keras.saving.register_keras_serializable(package="keras_convnext")
 class StochasticDepth(keras.layers.Layer):
@@ -38,7 +40,12 @@ class StochasticDepth(keras.layers.Layer):
             return inputs
         keep_prob = 1.0 - self.rate
         mask_shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
-        random = keras.random.uniform(mask_shape, seed=self.seed_generator, dtype=self.compute_dtype)
+        if torch is not None and torch.compiler.is_compiling():
+            # Keras' seeded torch generator is dynamo-disabled (pytorch#88576), a graph break per block; under
+            # torch.compile the mask comes from torch's global generator, which keras.utils.set_random_seed seeds.
+            random = torch.rand(mask_shape, dtype=inputs.dtype, device=inputs.device)
+        else:
+            random = keras.random.uniform(mask_shape, seed=self.seed_generator, dtype=self.compute_dtype)
         keep = ops.cast(random < keep_prob, self.compute_dtype)
         return inputs * keep / keep_prob
 

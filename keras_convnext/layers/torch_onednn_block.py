@@ -3,29 +3,19 @@
 ``pointwise_1`` and the GELU run as one ``mkldnn._linear_pointwise`` (GELU as a post-op), and ``pointwise_2``,
 LayerScale and the residual add as one ``mkldnn._linear_pointwise.binary`` (LayerScale folded into its weights,
 the residual added as a post-op). These are the kernels ``torch.compile`` emits for the same pattern on CPU; they
-have no gradient, so the block uses them only where autograd is off (``predict``, ``evaluate``, ``no_grad``).
+have no gradient, so the block uses them only where autograd is off (``predict``, ``evaluate``, ``no_grad``), and
+only in eager execution.
 """
 
 from keras import ops
 
-from keras_convnext.layers.fast_paths import is_plain_dense
-
-
-def onednn_available():
-    """Whether this torch build has oneDNN's fused linear kernels.
-
-    Example:
-        >>> onednn_available() in (True, False)  # True under KERAS_BACKEND=torch on a CPU build with mkldnn
-        True
-    """
-    import torch
-
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+from keras_convnext.layers.fast_paths import is_plain_dense, torch
 
 
 def can_fuse(block, inputs, training):
-    """Whether ``block`` may run ``fused_block_call`` on ``inputs``: torch CPU float32, channels-last, no autograd,
-    no active drop path, and plain ``Dense`` pointwise layers (no LoRA, no quantization).
+    """Whether ``block`` may run ``fused_block_call`` on ``inputs``: eager torch (under ``torch.compile`` inductor
+    makes its own fusions), CPU float32, channels-last, no autograd, no active drop path, and plain ``Dense``
+    pointwise layers (no LoRA, no quantization).
 
     Example:
         >>> import torch  # needs the torch backend  # doctest: +SKIP
@@ -36,10 +26,9 @@ def can_fuse(block, inputs, training):
         ...     can_fuse(block, torch.ones(1, 8, 8, 96), training=False)
         True
     """
-    import torch
-
     return (
-        block.axis == -1
+        not torch.compiler.is_compiling()
+        and block.axis == -1
         and not torch.is_grad_enabled()
         and isinstance(inputs, torch.Tensor)
         and inputs.device.type == "cpu"
@@ -58,8 +47,6 @@ def fused_block_call(block, inputs):
         >>> with torch.no_grad():  # needs the torch backend and a block, as in can_fuse  # doctest: +SKIP
         ...     outputs = fused_block_call(block, torch.ones(1, 8, 8, 96))
     """
-    import torch
-
     x = block.layernorm(block.depthwise_conv(inputs))
     channels = inputs.shape[-1]
     rows = x.reshape(-1, channels)
