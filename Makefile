@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all bench bench-gpu install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/keras-convnext demo
@@ -20,6 +20,11 @@ bench: $(STAMP)
 	for backend in tensorflow jax torch; do \
 		KERAS_BACKEND=$$backend $(VENV)/bin/keras-convnext bench --json benchmark-results/cpu-$$backend.json || exit 1; \
 	done
+
+# BENCHMARKS.md's GPU table (a CUDA machine with keras, torch, timm and jax): compiled, bf16, batch 256.
+GPU_PYTHON ?= python3
+bench-gpu:
+	sh keras_convnext/benchmarks/gpu.sh benchmark-results $(GPU_PYTHON)
 
 install: $(STAMP)
 

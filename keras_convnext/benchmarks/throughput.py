@@ -77,6 +77,9 @@ def _compiled_keras_step(model, mode, images, labels, jit_compile):
 def keras_convnext_candidate(variant, mode, batch_size, image_size, dtype="float32", optimized=True, jit_compile="auto"):
     """This package's model, built with the backend's fast paths; ``optimized`` applies ``optimize_for_inference``.
 
+    With ``jit_compile=True``, inference runs through ``compile_for_inference`` and training through
+    ``model.compile(jit_compile=True)`` (``torch.compile`` on torch, XLA on TensorFlow and JAX).
+
     Example:
         >>> candidate = keras_convnext_candidate("convnext_atto", "inference", 2, 64)  # builds, folds  # doctest: +SKIP
         >>> candidate.step()  # doctest: +SKIP
@@ -88,13 +91,21 @@ def keras_convnext_candidate(variant, mode, batch_size, image_size, dtype="float
     model = _build_under_policy(
         dtype, lambda: create_model(variant, input_shape=(image_size, image_size, 3), classifier_activation=None)
     )
+    images, labels = _inputs(batch_size, image_size, model.output_shape[-1])
+    backend = keras.backend.backend()
+    if mode == "inference" and jit_compile is True:
+        from keras_convnext.compiled_inference import compile_for_inference
+
+        forward = compile_for_inference(model, fold_weights=optimized)
+        images = keras.ops.convert_to_tensor(images)
+        description = f"keras_convnext {variant} ({backend}, compile_for_inference{', folded' if optimized else ''})"
+        return Candidate("keras_convnext", description, lambda: keras.ops.convert_to_numpy(forward(images)))
     folded = optimized and mode == "inference"
     if folded:
         from keras_convnext.weight_folding import optimize_for_inference
 
         model = optimize_for_inference(model)
-    images, labels = _inputs(batch_size, image_size, model.output_shape[-1])
-    description = f"keras_convnext {variant} ({keras.backend.backend()}{', folded' if folded else ''})"
+    description = f"keras_convnext {variant} ({backend}{', folded' if folded else ''}, jit_compile={jit_compile})"
     step = _compiled_keras_step(model, mode, images, labels, jit_compile)
     return Candidate("keras_convnext", description, step)
 
