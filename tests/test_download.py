@@ -7,6 +7,7 @@ import pytest
 import keras_convnext as kc
 from helpers import TINY_ARCH, perturb
 from keras_convnext.weights import sha256_of
+from keras_convnext.weights.download import cached_path
 
 
 @pytest.fixture
@@ -36,7 +37,9 @@ def test_download_with_the_right_hash_loads_and_is_cached(server, tmp_path, rng)
     model = _model(weights=f"{server.url}/tiny.weights.h5#sha256={digest}")
     x = rng.uniform(0, 255, (1, 64, 64, 3)).astype("float32")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(source(x)))
-    assert _cached_files(tmp_path) == [f"{digest[:16]}-tiny.weights.h5"]
+    cached = cached_path(f"{server.url}/tiny.weights.h5")
+    assert _cached_files(tmp_path) == [cached.name, f"{cached.name}.sha256"]
+    assert cached.with_name(f"{cached.name}.sha256").read_text().strip() == digest
     server.files.clear()  # the second load comes from the cache
     _model(weights=f"{server.url}/tiny.weights.h5#sha256={digest}")
 
@@ -58,3 +61,25 @@ def test_a_download_cut_off_midway_leaves_no_file(server, tmp_path):
 def test_an_unreachable_url_says_how_to_load_a_local_file(server, tmp_path):
     with pytest.raises(ConnectionError, match=r"weights='/path/to/checkpoint.safetensors'"):
         _model(weights=f"{server.url}/missing.weights.h5")
+
+
+def test_two_urls_ending_in_the_same_file_name_are_cached_apart(server, tmp_path, rng):
+    first, second = perturb(_model(), seed=1), perturb(_model(), seed=2)
+    for folder, source in (("a", first), ("b", second)):
+        source.save_weights(tmp_path / f"{folder}.weights.h5")
+        server.publish(f"/{folder}/model.weights.h5", (tmp_path / f"{folder}.weights.h5").read_bytes())
+    x = rng.uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    for folder, source in (("a", first), ("b", second)):
+        model = _model(weights=f"{server.url}/{folder}/model.weights.h5")
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(source(x)))
+    assert len(_cached_files(tmp_path)) == 4  # two files, each with its recorded SHA-256
+
+
+def test_a_cached_file_that_changed_since_its_download_is_refused_with_how_to_clear_it(server, tmp_path):
+    _publish(server, tmp_path, "tiny.weights.h5")
+    url = f"{server.url}/tiny.weights.h5"
+    _model(weights=url)
+    cached = cached_path(url)
+    cached.write_bytes(cached.read_bytes()[:-1] + b"x")
+    with pytest.raises(ValueError, match=rf"changed after it was cached\. Delete {cached} and {cached}\.sha256"):
+        _model(weights=url)

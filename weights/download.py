@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 
 import keras
 
+from keras_convnext.atomic_files import write_text_atomically
+
 
 def cache_dir():
     """Where downloads are kept: ``$KERAS_CONVNEXT_CACHE``, else ``$KERAS_HOME/keras_convnext`` (``~/.keras``).
@@ -36,27 +38,42 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+def cached_path(url):
+    """Where ``download(url)`` keeps its file: keyed by the whole URL, so two URLs ending in the same file name
+    (every Hugging Face ``.../model.safetensors``) never share a cache entry.
+
+    Example:
+        >>> cached_path("https://a.example/x/model.safetensors") != cached_path("https://a.example/y/model.safetensors")
+        True
+    """
+    name = Path(urlparse(url).path).name or "checkpoint"
+    return cache_dir() / "downloads" / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
+
+
 def download(url, sha256=None):
     """Downloads ``url`` into the cache (once) and returns its path; refuses a file whose SHA-256 differs.
 
     The file arrives under a temporary name and is renamed only once complete and verified, so an interrupted
-    download or a wrong hash leaves nothing in the cache.
+    download or a wrong hash leaves nothing in the cache. The SHA-256 of the first download is recorded beside it
+    (``<file>.sha256``); a cached file that no longer has that hash (or the expected ``sha256``) is refused, with
+    the files to delete to download it again.
 
     Example:
         >>> path = download("https://example.com/convnext_tiny.safetensors", sha256="...")  # doctest: +SKIP
     """
-    name = Path(urlparse(url).path).name or "checkpoint"
-    directory = cache_dir() / "downloads"
-    final = directory / (f"{sha256[:16]}-{name}" if sha256 else name)
-    if final.exists() and (sha256 is None or sha256_of(final) == sha256):
-        return final
+    final = cached_path(url)
+    record = final.with_name(final.name + ".sha256")
+    if final.exists():
+        return _checked_cache_hit(url, final, record, sha256)
+    directory = final.parent
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{name}.{uuid.uuid4().hex}.partial"
+    partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
     try:
         keras.utils.get_file(
             fname=partial.name, origin=url, file_hash=sha256, hash_algorithm="sha256",
             cache_dir=str(directory.parent), cache_subdir=directory.name,
         )
+        write_text_atomically(record, sha256_of(partial) + "\n")
         os.replace(partial, final)
     except ValueError as error:
         raise ValueError(f"Refused {url}: its SHA-256 is not the expected {sha256}; nothing was cached.") from error
@@ -67,4 +84,19 @@ def download(url, sha256=None):
         ) from error
     finally:
         partial.unlink(missing_ok=True)
+    return final
+
+
+def _checked_cache_hit(url, final, record, sha256):
+    actual = sha256_of(final)
+    recorded = record.read_text().strip() if record.exists() else None
+    expected, source = (sha256, "the expected") if sha256 else (recorded, "its first download's")
+    if expected is None:
+        write_text_atomically(record, actual + "\n")  # cached before hashes were recorded: record it now
+        return final
+    if actual != expected:
+        raise ValueError(
+            f"The cached download of {url} ({final}) has SHA-256 {actual}, not {source} {expected}: the file "
+            f"changed after it was cached. Delete {final} and {record} to download it again."
+        )
     return final
