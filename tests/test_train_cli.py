@@ -144,16 +144,33 @@ def test_a_run_killed_after_an_epoch_resumes_and_runs_only_the_remaining_epochs(
     assert again.returncode == 0 and "nothing to resume" in again.stdout, again.stdout + again.stderr
 
 
+def _save_pil(path, image_format, cut=False, palette=False):
+    image = Image.fromarray(np.full((40, 40, 3), (220, 40, 40), "uint8"))
+    image = image.convert("P") if palette else image
+    image.save(path, image_format)
+    if cut:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
         (lambda root: root.mkdir(), "No images"),
         (lambda root: write_image_folder(root, classes={"red": (200, 0, 0)}), "expected at least 2 sub-folders"),
         (lambda root: (write_image_folder(root), (root / "red" / "broken.png").write_bytes(b"not a png")),
-         r"not readable images: .*broken\.png"),
+         r"cannot be trained on: .*broken\.png \(not a decodable image"),
+        (lambda root: (write_image_folder(root), _save_pil(root / "red" / "half.jpg", "JPEG", cut=True)),
+         r"half\.jpg \(not a decodable image, or cut short"),
+        (lambda root: (write_image_folder(root), _save_pil(root / "red" / "tiff.png", "TIFF")),
+         r"tiff\.png \(not a decodable image"),
+        (lambda root: (write_image_folder(root), _save_pil(root / "red" / "palette.bmp", "BMP", palette=True)),
+         r"palette\.bmp \(an 8-bit palette BMP, whose colours TensorFlow's decoder would read as grey"),
+        (lambda root: (write_image_folder(root), (root / "red" / "bomb.gif").write_bytes(
+            b"GIF89a" + (60000).to_bytes(2, "little") * 2 + bytes(20))),
+         r"bomb\.gif \(its header declares 60000x60000 = 3600\.0 megapixels"),
         (lambda root: None, "is not a folder"),
     ],
-    ids=["empty", "one-class", "unreadable-file", "missing"],
+    ids=["empty", "one-class", "unreadable-file", "cut-jpeg", "tiff-named-png", "palette-bmp", "bomb", "missing"],
 )
 def test_train_refuses_bad_folders_with_a_clear_error(tmp_path, capsys, make, message):
     root = tmp_path / "data"

@@ -4,38 +4,62 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_convnext.image_headers import DEFAULT_MAX_PIXELS, header_problem
+
 # The extensions image_dataset_from_directory reads.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
+def image_file_problem(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Why the image at ``path`` cannot be trained on, or ``None``: it is decoded with the decoder training uses
+    (``tf.io.decode_image``), after its header is checked for a palette BMP and for a decompression bomb.
+
+    Example:
+        >>> image_file_problem("flowers/rose/broken.jpg")  # doctest: +SKIP
+        'not a decodable image (...)'
+    """
+    import tensorflow as tf
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    problem = header_problem(data, max_pixels)
+    if problem:
+        return problem
+    try:
+        tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        reason = (error.message or str(error)).strip().splitlines()[0]
+        return f"not a decodable image, or cut short ({reason})"
+    return None
+
+
 def scan_image_folder(data_dir, *, min_classes=2):
-    """The sorted class names of ``data_dir`` and its image count, after opening the header of every image.
+    """The sorted class names of ``data_dir`` and its image count, after decoding every image once.
 
     Raises ``ValueError`` naming the problem (no such folder, no class sub-folders, fewer than ``min_classes``
-    classes with images, or the files that are not readable images) before anything is trained.
+    classes with images, or every file that training could not decode, with why) before anything is trained or
+    written.
 
     Example:
         >>> scan_image_folder("flowers/")  # an image folder of yours  # doctest: +SKIP
         (['daisy', 'rose', 'tulip'], 1500)
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(data_dir)
     if not root.is_dir():
         raise ValueError(f"{str(root)!r} is not a folder; expected a folder with one sub-folder of images per class.")
-    counts, unreadable = {}, []
+    counts, problems = {}, []
     for folder in sorted(path for path in root.iterdir() if path.is_dir()):
         files = [f for f in sorted(folder.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
-        for file in files:
-            try:
-                with Image.open(file) as image:
-                    image.verify()
-            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-                unreadable.append(str(file))
+        problems += [f"{file} ({problem})" for file in files if (problem := image_file_problem(file))]
         counts[folder.name] = len(files)
-    if unreadable:
-        shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
-        raise ValueError(f"{len(unreadable)} file(s) in {str(root)!r} are not readable images: {shown}.")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ValueError(
+            f"{len(problems)} file(s) in {str(root)!r} cannot be trained on: {shown}. Remove them or re-save them as "
+            "PNG or JPEG; nothing was written."
+        )
     classes = [name for name, count in counts.items() if count]
     if not classes:
         raise ValueError(
