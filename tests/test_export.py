@@ -40,6 +40,13 @@ def _request_inputs(rng):
     Image.fromarray(large).save(buffer, format="JPEG", quality=95)
     inputs["large_jpeg"] = np.frombuffer(buffer.getvalue(), "uint8")
     inputs["tiny_png"] = _png(np.zeros((1, 1, 3)))
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), (220, 40, 40), "uint8")).convert("P").save(buffer, format="BMP")
+    inputs["palette_bmp"] = np.frombuffer(buffer.getvalue(), "uint8")
+    # A 40x40 PNG whose header says 60000x60000 (3.6 gigapixels): refused before decoding.
+    bomb = bytearray(_png(np.zeros((40, 40, 3))).tobytes())
+    bomb[16:24] = (60000).to_bytes(4, "big") * 2
+    inputs["bomb_png"] = np.frombuffer(bytes(bomb), "uint8")
     return inputs
 
 
@@ -132,7 +139,8 @@ def test_encoded_images_of_another_size_are_resized_in_the_graph_like_preprocess
 
 
 @pytest.mark.once
-@pytest.mark.parametrize("request_name", ["garbage_bytes", "empty_string", "one_pixel_image", "wrong_dtype", "wrong_rank", "wrong_size"])
+@pytest.mark.parametrize("request_name", ["garbage_bytes", "empty_string", "one_pixel_image", "wrong_dtype", "wrong_rank",
+                                          "wrong_size", "nan_pixels", "inf_pixels", "palette_bmp", "bomb_png"])
 def test_bad_requests_fail_and_the_next_good_one_is_served(served, request_name):
     error = served["report"]["errors"][request_name]
     assert error is not None, f"{request_name} was served"
@@ -140,6 +148,12 @@ def test_bad_requests_fail_and_the_next_good_one_is_served(served, request_name)
         assert "image string is empty" in error
     if request_name == "one_pixel_image":
         assert "smaller than 16x16 pixels" in error
+    if request_name in ("nan_pixels", "inf_pixels"):
+        assert "NaN or Inf pixels" in error
+    if request_name == "palette_bmp":
+        assert "8-bit palette BMP" in error
+    if request_name == "bomb_png":
+        assert "declares more than the 40000000 pixels" in error
     assert served["report"]["served_after"][request_name]
 
 

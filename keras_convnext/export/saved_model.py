@@ -11,11 +11,13 @@ from pathlib import Path
 import keras
 
 from keras_convnext.export.serving_files import write_serving_files
+from keras_convnext.image_headers import DEFAULT_MAX_PIXELS
 from keras_convnext.trained_model import describe_source, load_source
 
 
-def _check_arguments(version, top_k, min_image_side):
-    for name, value in (("version", version), ("top_k", top_k), ("min_image_side", min_image_side)):
+def _check_arguments(version, top_k, min_image_side, max_image_pixels):
+    for name, value in (("version", version), ("top_k", top_k), ("min_image_side", min_image_side),
+                        ("max_image_pixels", max_image_pixels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
 
@@ -33,6 +35,7 @@ def export_saved_model(
     crop_pct=None,
     interpolation=None,
     min_image_side=16,
+    max_image_pixels=DEFAULT_MAX_PIXELS,
     overwrite=False,
 ):
     """Writes ``export_dir/<version>/``, a SavedModel with TF Serving signatures, plus an example
@@ -44,14 +47,15 @@ def export_saved_model(
     holds plain TF ops (no XLA), which TF Serving's CPU and GPU builds run. The version folder appears by a
     rename once complete, so a watching TF Serving never loads half a model.
 
-    ``crop_pct`` / ``interpolation`` set how ``serving_image_bytes`` resizes: by default, as ``keras-convnext
+    ``max_image_pixels`` bounds what ``serving_image_bytes`` decodes: a larger size declared in an image's header is
+    refused before decoding. ``crop_pct`` / ``interpolation`` set how ``serving_image_bytes`` resizes: by default, as ``keras-convnext
     train`` does for its runs (central square, bilinear), else timm's ImageNet eval (0.875, bicubic).
 
     Example:
         >>> export_saved_model("runs/flowers", "serving/flowers")  # a train --output folder  # doctest: +SKIP
         PosixPath('serving/flowers/1')
     """
-    _check_arguments(version, top_k, min_image_side)
+    _check_arguments(version, top_k, min_image_side, max_image_pixels)
     export_dir = Path(export_dir)
     target = export_dir / str(version)
     if target.exists() and not overwrite:
@@ -64,7 +68,7 @@ def export_saved_model(
             "crop_pct": crop_pct or spec["eval"]["crop_pct"],
             "interpolation": interpolation or spec["eval"]["interpolation"],
         }
-        options = {"top_k": top_k, "min_image_side": min_image_side}
+        options = {"top_k": top_k, "min_image_side": min_image_side, "max_image_pixels": max_image_pixels}
         if keras.backend.backend() == "tensorflow":
             write_version(spec, target, **options)
         else:
@@ -73,7 +77,7 @@ def export_saved_model(
     return target
 
 
-def write_version(spec, target, *, top_k, min_image_side):
+def write_version(spec, target, *, top_k, min_image_side, max_image_pixels=DEFAULT_MAX_PIXELS):
     """Builds the model of ``spec`` and writes its SavedModel to ``target`` via a temporary folder and a rename.
 
     Runs under the TensorFlow backend (``python -m keras_convnext.export`` calls it from other backends).
@@ -87,7 +91,8 @@ def write_version(spec, target, *, top_k, min_image_side):
 
     model = load_source(spec)
     archive = build_export_archive(
-        model, class_names=spec.get("class_names"), top_k=top_k, min_image_side=min_image_side, **spec["eval"]
+        model, class_names=spec.get("class_names"), top_k=top_k, min_image_side=min_image_side,
+        max_image_pixels=max_image_pixels, **spec["eval"]
     )
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ of encoded JPEG/PNG/BMP/GIF strings, decoded, resized and centre-cropped in the 
 
 import keras
 
+from keras_convnext.image_headers import DEFAULT_MAX_PIXELS
+
 SIGNATURES = ("serving_default", "serving_uint8", "serving_image_bytes")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 
@@ -23,11 +25,14 @@ def _probabilities(model):
     raise ValueError(f"Expected a classifier ending in softmax or logits; its 'predictions' activation is {activation}.")
 
 
-def decode_and_crop(image_bytes, *, image_size, crop_pct, interpolation, min_image_side):
+def decode_and_crop(image_bytes, *, image_size, crop_pct, interpolation, min_image_side,
+                    max_image_pixels=DEFAULT_MAX_PIXELS):
     """One encoded image -> float32 ``(image_size, image_size, 3)`` pixels in 0..255: decode, resize the short
     side to ``image_size / crop_pct``, take the central square (timm's and this package's eval transform).
 
-    Empty strings, undecodable bytes and images under ``min_image_side`` pixels on a side raise an error.
+    Empty strings, undecodable bytes, images under ``min_image_side`` pixels on a side, palette BMPs (TensorFlow's
+    decoder would read them as grey) and headers declaring more than ``max_image_pixels`` pixels (checked before
+    decoding, so that one request cannot take the server's memory) raise an error.
 
     Example:
         >>> import tensorflow as tf
@@ -43,6 +48,8 @@ def decode_and_crop(image_bytes, *, image_size, crop_pct, interpolation, min_ima
     not_empty = tf.debugging.assert_greater(
         tf.strings.length(image_bytes), 0, message="serving_image_bytes: an image string is empty")
     with tf.control_dependencies([not_empty]):
+        header_checks = _header_checks(image_bytes, max_image_pixels)
+    with tf.control_dependencies(header_checks):
         image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     large_enough = tf.debugging.assert_greater_equal(
@@ -61,7 +68,52 @@ def decode_and_crop(image_bytes, *, image_size, crop_pct, interpolation, min_ima
     return tf.clip_by_value(tf.ensure_shape(cropped, (image_size, image_size, 3)), 0.0, 255.0)
 
 
-def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, interpolation="bicubic", min_image_side=16):
+def _header_checks(image_bytes, max_image_pixels):
+    """Assertions on the first bytes of an encoded image, as ``keras_convnext.image_headers`` makes them in Python."""
+    import tensorflow as tf
+
+    head = tf.strings.substr(tf.strings.substr(image_bytes, 0, 32) + b"\0" * 32, 0, 32)
+    b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+    def starts_with(signature):
+        return tf.reduce_all(tf.equal(b[: len(signature)], tf.constant(list(signature), tf.int64)))
+
+    def little(at, count):
+        return tf.reduce_sum(b[at: at + count] * tf.constant([256**i for i in range(count)], tf.int64))
+
+    def big(at, count):
+        return tf.reduce_sum(b[at: at + count] * tf.constant([256**i for i in reversed(range(count))], tf.int64))
+
+    def signed32(value):
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    is_bmp = starts_with(b"BM")
+    jpeg_size = lambda: tf.cast(tf.reduce_prod(tf.image.extract_jpeg_shape(image_bytes)[:2]), tf.int64)  # noqa: E731
+    pixels = tf.case(
+        [
+            (starts_with(b"\x89PNG\r\n\x1a\n"), lambda: big(16, 4) * big(20, 4)),
+            (starts_with(b"GIF8"), lambda: little(6, 2) * little(8, 2)),
+            (is_bmp, lambda: signed32(little(18, 4)) * signed32(little(22, 4))),
+            (starts_with(b"\xff\xd8"), jpeg_size),
+        ],
+        default=lambda: tf.constant(0, tf.int64),
+    )
+    return [
+        tf.debugging.Assert(
+            tf.logical_not(tf.logical_and(is_bmp, little(28, 2) <= 8)),
+            ["serving_image_bytes: an image is an 8-bit palette BMP, whose colours TensorFlow's decoder reads as "
+             "grey; send it as PNG, JPEG or 24-bit BMP"],
+        ),
+        tf.debugging.Assert(
+            pixels <= max_image_pixels,
+            [f"serving_image_bytes: an image's header declares more than the {max_image_pixels} pixels this model "
+             "was exported to decode (max_image_pixels); pixels declared:", pixels],
+        ),
+    ]
+
+
+def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, interpolation="bicubic", min_image_side=16,
+                         max_image_pixels=DEFAULT_MAX_PIXELS):
     """A ``keras.export.ExportArchive`` with the three serving signatures of ``model`` (TensorFlow backend).
 
     Example:
@@ -92,6 +144,12 @@ def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, in
         # signature, and oneDNN's convolution aborts the whole process on a rank-3 input. ensure_shape feeds the
         # model, so it runs (and raises) before any convolution.
         pixels = tf.ensure_shape(pixels, (None, height, width, 3))
+        finite = tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(tf.cast(pixels, "float32"))),
+            ["serving: the images hold NaN or Inf pixels; expected finite values in 0..255"],
+        )
+        with tf.control_dependencies([finite]):
+            pixels = tf.identity(pixels)
         probs = tf.cast(probabilities(tf.cast(pixels, "float32")), "float32")
         scores, indices = tf.math.top_k(probs, k=k)
         result = {"probabilities": probs, "top_k_indices": indices, "top_k_scores": scores}
@@ -101,7 +159,8 @@ def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, in
 
     def from_bytes(image_bytes):
         decode = lambda one: decode_and_crop(  # noqa: E731
-            one, image_size=height, crop_pct=crop_pct, interpolation=interpolation, min_image_side=min_image_side
+            one, image_size=height, crop_pct=crop_pct, interpolation=interpolation, min_image_side=min_image_side,
+            max_image_pixels=max_image_pixels,
         )
         pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, height, 3), "float32"))
         return outputs(pixels)

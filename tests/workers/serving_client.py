@@ -18,6 +18,12 @@ def _numpy(tensor):
     return value.astype(bytes) if value.dtype == object else value  # strings: fixed-width bytes, no pickling
 
 
+def _with(images, value):
+    images = images.copy()
+    images[0, 3, 5, 1] = value
+    return images
+
+
 def main(version_dir, inputs_path, outputs_path, report_path):
     loaded = tf.saved_model.load(version_dir)
     inputs = np.load(inputs_path, allow_pickle=False)
@@ -43,6 +49,10 @@ def main(version_dir, inputs_path, outputs_path, report_path):
         "wrong_dtype": lambda: loaded.signatures["serving_default"](images=tf.constant(inputs["float_1"].astype("float64"))),
         "wrong_rank": lambda: loaded.signatures["serving_default"](images=tf.constant(inputs["float_1"][0])),
         "wrong_size": lambda: loaded.signatures["serving_default"](images=tf.zeros((1, 8, 8, 3))),
+        "nan_pixels": lambda: loaded.signatures["serving_default"](images=tf.constant(_with(inputs["float_1"], np.nan))),
+        "inf_pixels": lambda: loaded.signatures["serving_default"](images=tf.constant(_with(inputs["float_1"], np.inf))),
+        "palette_bmp": lambda: loaded.signatures["serving_image_bytes"](image_bytes=tf.constant([bytes(inputs["palette_bmp"])])),
+        "bomb_png": lambda: loaded.signatures["serving_image_bytes"](image_bytes=tf.constant([bytes(inputs["bomb_png"])])),
     }
     report["errors"], report["served_after"] = {}, {}
     for name, request in bad_requests.items():
