@@ -196,3 +196,10 @@ def test_head_init_scale_shrinks_the_classifier():
 
 def test_dropout_rate_adds_dropout_before_the_classifier():
     assert tiny(dropout_rate=0.3).get_layer("head_dropout").rate == 0.3
+
+
+def test_an_image_too_small_for_the_downsamplings_is_refused_with_the_minimum_size():
+    model = tiny(include_top=False, pooling="avg", input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match=r"stage_3_downsample got a 1x1 feature map .* at least 32x32 pixels"):
+        model(np.zeros((1, 16, 16, 3), "float32"))
+    assert tuple(model(np.zeros((1, 32, 32, 3), "float32")).shape) == (1, 32)

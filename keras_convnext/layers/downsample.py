@@ -46,6 +46,14 @@ class ConvNeXtDownsample(keras.layers.Layer):
         self.conv.build(input_shape)
 
     def call(self, inputs):
+        spatial = inputs.shape[1:3] if self.data_format == "channels_last" else inputs.shape[2:4]
+        if any(side is not None and side < 2 for side in spatial):
+            # TensorFlow would say only "Negative dimension size caused by subtracting 2 from 1".
+            raise ValueError(
+                f"The image is too small for this ConvNeXt: {self.name} got a {spatial[0]}x{spatial[1]} feature map "
+                "to halve. The standard variants need images of at least 32x32 pixels (the stem divides the side "
+                "by 4, then each of three downsamplings by 2)."
+            )
         return strided_conv(self.conv, self.layernorm(inputs))
 
     def compute_output_shape(self, input_shape):
