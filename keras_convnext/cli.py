@@ -48,6 +48,27 @@ def _evaluate(args):
     return 0
 
 
+def _predict(args):
+    import json
+
+    from keras_convnext.prediction import predict_images
+
+    records = predict_images(args.image_or_dir, args.weights, variant=args.variant, top_k=args.top_k)
+    failed = [record for record in records if "error" in record]
+    if len(failed) == len(records):
+        raise ValueError(f"none of the {len(records)} image(s) could be read; first: {failed[0]['image']}: {failed[0]['error']}")
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        for record in records:
+            if "top_k" in record:
+                ranked = ", ".join(f"{entry['class']} ({entry['score']:.3f})" for entry in record["top_k"])
+                print(f"{record['image']}: {ranked}")
+    for record in failed:
+        print(f"keras-convnext predict: skipped {record['image']}: {record['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _convert(args):
     from keras_convnext.conversion import convert_weights
 
@@ -141,6 +162,17 @@ def build_parser():
     add_batch_size(evaluate, default=32)
     add_output(evaluate, "evaluation", help="folder for confusion_matrix.png and metrics.json")
     evaluate.set_defaults(run=_evaluate)
+
+    predict = add_command(
+        "predict", help="the top-k classes of an image, or of every image in a folder (text or --json)"
+    )
+    predict.add_argument("image_or_dir", metavar="IMAGE_OR_DIR", help="an image file, or a folder searched recursively")
+    predict.add_argument("--weights", required=True,
+                         help="a preset name (see info), a training run folder, a .keras file, or a .weights.h5")
+    add_variant(predict, help="needed for a .weights.h5 that has no train_config.json beside it")
+    predict.add_argument("--top-k", type=positive_int, default=5, help="how many classes to show per image")
+    predict.add_argument("--json", action="store_true", help="print one JSON list of records instead of text")
+    predict.set_defaults(run=_predict)
 
     export = add_command(
         "export", help="export MODEL for serving: a TF Serving SavedModel (from any backend) or ONNX"
