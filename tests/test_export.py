@@ -233,3 +233,20 @@ def test_weights_of_another_variant_are_refused_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match=r"femto.weights.h5 does not fit this model"):
         export_saved_model(femto, tmp_path / "out", variant="convnext_atto", classes=3, image_size=SIZE)
     assert not (tmp_path / "out" / "1").exists()
+
+
+@pytest.mark.once
+@pytest.mark.parametrize("image_format", ["PNG", "GIF", "BMP", "JPEG", "WEBP", "WEBP-lossless"])
+def test_the_serving_graph_reads_the_declared_size_of_each_format_before_decoding(image_format):
+    import tensorflow as tf
+
+    from keras_convnext.export.serving_graph import decode_and_crop
+
+    buffer = io.BytesIO()
+    pil_format, options = (image_format.split("-")[0], {"lossless": True} if "lossless" in image_format else {})
+    Image.fromarray(np.full((40, 50, 3), 90, "uint8")).save(buffer, format=pil_format, **options)
+    encoded = tf.constant(buffer.getvalue())
+    common = {"image_size": 32, "crop_pct": 1.0, "interpolation": "bilinear", "min_image_side": 16}
+    assert tuple(decode_and_crop(encoded, **common).shape) == (32, 32, 3)  # 2,000 pixels: under the default limit
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)declares more than the 1999 pixels.*2000"):
+        decode_and_crop(encoded, max_image_pixels=1999, **common)

@@ -87,6 +87,18 @@ def _header_checks(image_bytes, max_image_pixels):
     def signed32(value):
         return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
 
+    def webp_pixels():
+        chunk = b[12:16]
+        is_chunk = lambda name: tf.reduce_all(tf.equal(chunk, tf.constant(list(name), tf.int64)))  # noqa: E731
+        bits = little(21, 4)
+        lossless = ((tf.bitwise.bitwise_and(bits, 0x3FFF) + 1)
+                    * (tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1))
+        lossy = tf.bitwise.bitwise_and(little(26, 2), 0x3FFF) * tf.bitwise.bitwise_and(little(28, 2), 0x3FFF)
+        extended = (little(24, 3) + 1) * (little(27, 3) + 1)
+        return tf.where(is_chunk(b"VP8X"), extended, tf.where(is_chunk(b"VP8L"), lossless,
+                                                               tf.where(is_chunk(b"VP8 "), lossy, 0)))
+
+    is_webp = tf.logical_and(starts_with(b"RIFF"), tf.reduce_all(tf.equal(b[8:12], tf.constant(list(b"WEBP"), tf.int64))))
     is_bmp = starts_with(b"BM")
     jpeg_size = lambda: tf.cast(tf.reduce_prod(tf.image.extract_jpeg_shape(image_bytes)[:2]), tf.int64)  # noqa: E731
     pixels = tf.case(
@@ -95,6 +107,7 @@ def _header_checks(image_bytes, max_image_pixels):
             (starts_with(b"GIF8"), lambda: little(6, 2) * little(8, 2)),
             (is_bmp, lambda: signed32(little(18, 4)) * signed32(little(22, 4))),
             (starts_with(b"\xff\xd8"), jpeg_size),
+            (is_webp, webp_pixels),
         ],
         default=lambda: tf.constant(0, tf.int64),
     )

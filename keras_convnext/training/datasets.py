@@ -31,6 +31,7 @@ def image_file_problem(path, max_pixels=DEFAULT_MAX_PIXELS):
         tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         reason = (error.message or str(error)).strip().splitlines()[0]
+        reason = reason.split("}} ", 1)[-1].split(" [Op:", 1)[0]  # TensorFlow's op name and device around the cause
         return f"not a decodable image, or cut short ({reason})"
     return None
 
