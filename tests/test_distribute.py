@@ -108,17 +108,49 @@ def test_torch_says_why_it_has_no_data_parallel():
 
 @pytest.mark.large
 @no_torch_engine
-def test_train_cli_with_devices_all_says_what_it_trains_on(tmp_path):
-    from helpers.image_folders import write_image_folder
+def test_validation_on_all_devices_counts_each_of_a_prime_number_of_images_once(initial_weights):
+    report = _run("uneven", initial_weights)
+    assert report["description"] == f"data parallel over {4 if BACKEND == 'jax' else 2} devices (cpu)"
+    for name in ("loss", "accuracy", "top2"):
+        assert report["parallel"][name] == pytest.approx(report["single"][name], abs=1e-5), name
+
+
+@pytest.mark.large
+@no_torch_engine
+def test_train_cli_with_devices_all_trains_on_a_prime_number_of_images(tmp_path):
+    from helpers.image_folders import COLOURS, write_image_folder
 
     data = write_image_folder(tmp_path / "data")
+    write_image_folder(data, per_class=15, classes={"red": COLOURS["red"]}, seed=1)  # 15 + 8 + 8 = 31 images
     done = subprocess.run(
         [sys.executable, "-m", "keras_convnext", "train", str(data), "--variant", "convnext_atto", "--image-size", "32",
-         "--batch-size", "4", "--epochs", "1", "--devices", "all", "--verbose", "0", "--output", str(tmp_path / "run")],
+         "--batch-size", "4", "--epochs", "2", "--devices", "all", "--verbose", "0", "--output", str(tmp_path / "run")],
         env={**os.environ, **SIMULATED_DEVICES, "KERAS_BACKEND": BACKEND}, capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     # JAX sees the 4 simulated devices; TensorFlow has one CPU device unless it is split before it starts.
     expected = "data parallel over 4 devices (cpu)" if BACKEND == "jax" else "data parallel over 1 device (cpu)"
-    assert expected in done.stdout
-    assert (tmp_path / "run" / "model.weights.h5").exists()
+    assert expected in done.stdout and "the last partial batch of each epoch is dropped" in done.stdout
+    # 25 training images: 6 whole batches of 4 per epoch; the 6 validation images, in batches of 4 and 2, all count.
+    assert "(6 steps per epoch)" in done.stdout
+    summary = json.loads((tmp_path / "run" / "train_config.json").read_text())["summary"]
+    assert 0.0 <= summary["val_accuracy"] <= 1.0 and np.isfinite(summary["val_loss"])
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert "val_loss" in history[0] and len(history) == 3
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="TensorFlow's CPU is one device here, and torch has no keras engine")
+def test_train_refuses_a_batch_that_does_not_split_over_the_devices(tmp_path):
+    from helpers.image_folders import write_image_folder
+
+    data = write_image_folder(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_convnext", "train", str(data), "--variant", "convnext_atto", "--image-size", "32",
+         "--batch-size", "6", "--epochs", "1", "--devices", "all", "--output", str(tmp_path / "run")],
+        env={**os.environ, **SIMULATED_DEVICES, "KERAS_BACKEND": BACKEND}, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "keras-convnext train: error: --batch-size 6 does not split evenly over 4 devices; use a multiple of 4."
+    )
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ from keras_convnext.training.augment import batch_mixing, image_augmentation
 from keras_convnext.training.backup import AtomicBackupAndRestore
 from keras_convnext.atomic_files import write_text_atomically
 from keras_convnext.training.datasets import image_folder_datasets, scan_image_folder
+from keras_convnext.training.sharded_validation import ShardedValidation, validation_metrics
 from keras_convnext.training.history import HistoryCSV, read_history
 from keras_convnext.training.plots import plot_history
 from keras_convnext.training.recipe import recipe_loss, recipe_optimizer
@@ -213,7 +214,8 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
         from keras_convnext.distribute import data_parallel
 
         setup = data_parallel("all" if config.devices == "all" else int(config.devices))
-        log(setup.description)
+        train_data, steps_per_epoch = _whole_global_batches(train_data, config.batch_size, len(setup.devices))
+        log(f"{setup.description}; the last partial batch of each epoch is dropped (the order is reshuffled each epoch)")
     total_steps = steps_per_epoch * config.epochs
     top_k = min(5, len(class_names))
     with setup.scope() if setup else contextlib.nullcontext():
@@ -240,6 +242,9 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
         )
     backup = AtomicBackupAndRestore(output / "backup", delete_checkpoint=False)
     callbacks = [HistoryCSV(history_path), backup]
+    sharded = setup is not None and validation is not None
+    if sharded:  # before the history and the backup, which record its figures
+        callbacks.insert(0, ShardedValidation(validation, model.loss, top_k=top_k, batch_size=config.batch_size))
     if config.ema:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
     log(
@@ -248,19 +253,43 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
         f"drop path {resolved['drop_path_rate']:g}" + (f"; resuming after epoch {done}" if done else "")
     )
     model.fit(
-        _training_pipeline(train_data, config), validation_data=validation, epochs=config.epochs,
+        _training_pipeline(train_data, config), validation_data=None if sharded else validation, epochs=config.epochs,
         callbacks=callbacks, verbose=verbose, shuffle=False,  # image_dataset_from_directory reshuffles each epoch
     )
-    return _finish(model, config, output, validation, class_names, history_path, log)
+    return _finish(model, config, output, validation, class_names, history_path, log, sharded)
 
 
-def _finish(model, config, output, validation, class_names, history_path, log):
+def _whole_global_batches(train_data, batch_size, device_count):
+    """Rebatches the training set into whole global batches, each split evenly over the devices."""
+    import tensorflow as tf
+
+    if batch_size % device_count:
+        raise ValueError(
+            f"--batch-size {batch_size} does not split evenly over {device_count} devices; use a multiple of "
+            f"{device_count}."
+        )
+    steps = len(train_data.file_paths) // batch_size
+    if steps == 0:
+        raise ValueError(
+            f"The {len(train_data.file_paths)} training images make no whole batch of {batch_size}; lower --batch-size."
+        )
+    rebatched = train_data.unbatch().batch(batch_size, drop_remainder=True)
+    return rebatched.apply(tf.data.experimental.assert_cardinality(steps)), steps
+
+
+def _finish(model, config, output, validation, class_names, history_path, log, sharded=False):
     from keras_convnext.weights import save_weights
 
     # With EMA, fit() has ended by copying the EMA into the model: what is saved and evaluated is the EMA.
     save_weights(model, output / "model.weights.h5")
     _save_keras_atomically(model, output / "model.keras")
-    metrics = model.evaluate(validation, verbose=0, return_dict=True) if validation is not None else {}
+    if validation is None:
+        metrics = {}
+    elif sharded:
+        top_k = min(5, len(class_names))
+        metrics = validation_metrics(model, validation, model.loss, top_k=top_k, batch_size=config.batch_size)
+    else:
+        metrics = model.evaluate(validation, verbose=0, return_dict=True)
     rows = read_history(history_path)
     plot_history(rows, output / "training_curves.png")
     summary = {"epochs": len(rows), **{f"val_{key}": float(value) for key, value in metrics.items()}}

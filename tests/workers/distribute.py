@@ -1,6 +1,6 @@
 """One training run, single-device or data parallel, in its own process (devices are fixed at backend start).
 
-Usage: python -m workers.distribute single|parallel|model_parallel INITIAL.weights.h5 OUT_DIR
+Usage: python -m workers.distribute single|parallel|model_parallel|uneven INITIAL.weights.h5 OUT_DIR
 JAX gets 4 CPU devices from XLA_FLAGS (set by the test); TensorFlow splits its CPU into 2 logical devices here.
 """
 
@@ -27,7 +27,36 @@ def data(seed=0):
     return rng.uniform(0, 255, (32, 32, 32, 3)).astype("float32"), rng.integers(0, 4, 32)
 
 
+def uneven_validation(initial, out_dir):
+    """Validation metrics of 13 images (a prime) in batches of 4: Keras on one device vs ``validation_metrics``
+    on all devices, with the same weights."""
+    import tensorflow as tf
+
+    from keras_convnext.training.recipe import recipe_loss
+    from keras_convnext.training.sharded_validation import validation_metrics
+
+    x, y = data(seed=1)
+    dataset = tf.data.Dataset.from_tensor_slices((x[:13], np.eye(4, dtype="float32")[y[:13]])).batch(4)
+    loss = recipe_loss(0.1)
+
+    def build():
+        model = kc.ConvNeXt(**ARCH, input_shape=(32, 32, 3), classes=4)
+        model.load_weights(initial)
+        model.compile(loss=loss, metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(2, name="top2")])
+        return model
+
+    single = build().evaluate(dataset, return_dict=True, verbose=0)
+    setup = kc.distribute.data_parallel("all")
+    with setup.scope():
+        model = build()
+    parallel = validation_metrics(model, dataset, loss, top_k=2, batch_size=4)
+    report = {"description": setup.description, "single": single, "parallel": parallel}
+    (Path(out_dir) / "uneven.json").write_text(json.dumps(report))
+
+
 def main(mode, initial, out_dir):
+    if mode == "uneven":
+        return uneven_validation(initial, out_dir)
     out_dir = Path(out_dir)
     report = {"backend": keras.backend.backend()}
     if mode == "parallel":
