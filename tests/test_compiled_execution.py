@@ -110,7 +110,11 @@ def test_torch_fit_with_jit_compile_recompiles_only_for_a_new_batch_size(monkeyp
 
 @pytest.mark.skipif(BACKEND == "torch", reason="the torch fit with jit_compile=True is the large-tier test above "
                     "(two minutes of dynamo tracing on a 2-core CPU)")
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("policy", [
+    # On JAX jit_compile=True is Keras' default, which every other fit test of the fast tier already runs.
+    pytest.param("float32", marks=[pytest.mark.large] if BACKEND == "jax" else []),
+    pytest.param("mixed_bfloat16", marks=pytest.mark.large),
+])
 def test_fit_evaluate_predict_with_jit_compile(policy):
     model = tiny_model(policy=policy, drop_path_rate=0.1)
     model.compile(optimizer="adamw", loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True)
@@ -125,7 +129,7 @@ def test_fit_evaluate_predict_with_jit_compile(policy):
     np.testing.assert_allclose(probabilities, eager, atol=1e-5 if policy == "float32" else 2e-2)
 
 
-@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("data_format", ["channels_last", pytest.param("channels_first", marks=pytest.mark.large)])
 def test_compile_for_inference_equals_the_eager_model(data_format):
     model = tiny_model(data_format)
     images = images_for(model, 3)
