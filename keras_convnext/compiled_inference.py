@@ -1,14 +1,16 @@
-"""One call for the fastest compiled inference on the active backend: XLA on TensorFlow and JAX, inductor on torch."""
+"""One call for the fastest compiled inference on the active backend: XLA on JAX (and TensorFlow on GPU),
+inductor on torch."""
 
 import keras
 
 from keras_convnext.weight_folding import optimize_for_inference
 
 
-def compile_for_inference(model, *, fold_weights=True, torch_mode=None):
+def compile_for_inference(model, *, fold_weights=True, torch_mode=None, tensorflow_xla=None):
     """A function ``images -> outputs`` that runs ``model`` in inference, compiled by the backend's compiler.
 
-    - TensorFlow: ``tf.function(jit_compile=True)`` (XLA).
+    - TensorFlow: ``tf.function``, with XLA (``jit_compile=True``) where a GPU is visible. ``tensorflow_xla``
+      forces the choice: on CPU, XLA ran ConvNeXt-T 7x slower than TensorFlow's own oneDNN graph (BENCHMARKS.md).
     - JAX: ``jax.jit`` of ``model.stateless_call`` with the weights passed as arguments (not baked in as constants).
     - torch: ``torch.compile`` (inductor) of the model's forward under ``torch.no_grad()``; the package's layers
       trace with no graph break. ``torch_mode`` is ``torch.compile``'s ``mode`` (``"max-autotune"``, ...).
@@ -32,7 +34,7 @@ def compile_for_inference(model, *, fold_weights=True, torch_mode=None):
         model = optimize_for_inference(model)
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow(model)
+        return _tensorflow(model, tensorflow_xla)
     if backend == "jax":
         return _jax(model)
     if backend == "torch":
@@ -40,10 +42,12 @@ def compile_for_inference(model, *, fold_weights=True, torch_mode=None):
     raise NotImplementedError(f"compile_for_inference supports tensorflow, jax and torch; the backend is {backend!r}.")
 
 
-def _tensorflow(model):
+def _tensorflow(model, xla):
     import tensorflow as tf
 
-    forward = tf.function(lambda images: model(images, training=False), jit_compile=True, reduce_retracing=True)
+    if xla is None:
+        xla = bool(tf.config.list_logical_devices("GPU"))
+    forward = tf.function(lambda images: model(images, training=False), jit_compile=xla, reduce_retracing=True)
     return lambda images: forward(tf.convert_to_tensor(images))
 
 

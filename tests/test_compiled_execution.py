@@ -133,7 +133,8 @@ def test_fit_evaluate_predict_with_jit_compile(policy):
 def test_compile_for_inference_equals_the_eager_model(data_format):
     model = tiny_model(data_format)
     images = images_for(model, 3)
-    predict = kc.compile_for_inference(model)
+    # On TensorFlow, XLA is forced: it is off by default on CPU, where it is slower than TensorFlow's own graph.
+    predict = kc.compile_for_inference(model, tensorflow_xla=True)
     compiled = keras.ops.convert_to_numpy(predict(images))
     np.testing.assert_allclose(compiled, model.predict(images, verbose=0), atol=1e-5)
     # The same shape again runs the compiled program; a new batch size compiles once more and still agrees.
