@@ -6,7 +6,7 @@ from keras import ops
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 from keras_convnext.layers.depthwise_conv import DepthwiseConv
 from keras_convnext.layers import torch_onednn_block
-from keras_convnext.layers.fast_paths import fast_path, is_plain_dense, torch_functional
+from keras_convnext.layers.fast_paths import fast_path, is_plain_kernel_layer, torch_functional
 from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
@@ -161,7 +161,7 @@ class ConvNeXtBlock(keras.layers.Layer):
         return inputs + self.drop_path(x, training=training)
 
     def _pointwise(self, dense, x):
-        if is_plain_dense(dense) and fast_path("dense") == "torch_linear":
+        if is_plain_kernel_layer(dense) and fast_path("dense") == "torch_linear":
             kernel = ops.cast(dense.kernel, self.compute_dtype)
             return torch_functional.linear(x, kernel.T, ops.cast(dense.bias, self.compute_dtype))
         return dense(x)

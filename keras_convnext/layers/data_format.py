@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_convnext.layers.fast_paths import is_plain_kernel_layer
+
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
@@ -45,8 +47,8 @@ def strided_conv(conv, inputs):
         >>> tuple(strided_conv(conv, np.ones((1, 3, 8, 8), "float32")).shape)
         (1, 4, 4, 4)
     """
-    plain = not conv.lora_enabled and getattr(conv, "quantization_mode", None) is None
-    if conv.data_format != "channels_first" or keras.backend.backend() != "tensorflow" or not plain:
+    tensorflow_channels_first = conv.data_format == "channels_first" and keras.backend.backend() == "tensorflow"
+    if not tensorflow_channels_first or not is_plain_kernel_layer(conv):
         return conv(inputs)
     if not conv.built:
         conv.build(tuple(inputs.shape))

@@ -12,7 +12,7 @@ and is tested against it; it exists because the portable code is slow on that ba
 - ``gelu``: JAX's and torch's own exact GELU (``"backend_gelu"``). The portable one is ``x/2 * (1 + erf(x/√2))``,
   which TensorFlow keeps: its own exact GELU uses Erfc, which ONNX lacks, so tf2onnx exports would not load.
 
-The choice is made once per process, the first time a layer asks (when it is built or first traced), and read
+The choice is made once per process (on torch at import, elsewhere the first time a layer asks), and read
 from a dict after that: no imports, probes or backend queries run inside a layer's ``call``, so ``torch.compile``
 traces it without a graph break. A compiler setting that speeds JAX on CPU is made once per process in
 ``keras_convnext.process_setup``.
@@ -53,15 +53,16 @@ def portable_only():
         _PORTABLE_ONLY.pop()
 
 
-def is_plain_dense(dense):
-    """Whether a fast path may compute ``dense`` from its kernel and bias directly, bypassing ``Dense.__call__``:
-    only a Dense with neither LoRA nor quantization, whose ``__call__`` would add nothing else.
+def is_plain_kernel_layer(layer):
+    """Whether a fast path may compute ``layer`` (a ``Dense`` or a ``Conv2D``) from its kernel and bias directly,
+    bypassing its ``__call__``: only a layer with neither LoRA nor quantization, whose ``__call__`` would add
+    nothing else.
 
     Example:
-        >>> is_plain_dense(keras.layers.Dense(4))
-        True
+        >>> is_plain_kernel_layer(keras.layers.Dense(4)), is_plain_kernel_layer(keras.layers.Conv2D(4, 2))
+        (True, True)
     """
-    return not dense.lora_enabled and getattr(dense, "quantization_mode", None) is None
+    return not layer.lora_enabled and getattr(layer, "quantization_mode", None) is None
 
 
 def fast_path(kind):

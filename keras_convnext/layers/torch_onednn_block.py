@@ -9,7 +9,7 @@ only in eager execution.
 
 from keras import ops
 
-from keras_convnext.layers.fast_paths import is_plain_dense, torch
+from keras_convnext.layers.fast_paths import is_plain_kernel_layer, torch
 
 
 def can_fuse(block, inputs, training):
@@ -35,8 +35,8 @@ def can_fuse(block, inputs, training):
         and inputs.dtype == torch.float32
         and block.compute_dtype == "float32"
         and not (training and block.drop_path_rate > 0)
-        and is_plain_dense(block.pointwise_1)
-        and is_plain_dense(block.pointwise_2)
+        and is_plain_kernel_layer(block.pointwise_1)
+        and is_plain_kernel_layer(block.pointwise_2)
     )
 
 
