@@ -82,6 +82,16 @@ def header_problem(data, max_pixels=DEFAULT_MAX_PIXELS):
     """
     if is_palette_bmp(data):
         return "an 8-bit palette BMP, whose colours TensorFlow's decoder would read as grey; re-save it as PNG or 24-bit BMP"
+    return size_problem(data, max_pixels)
+
+
+def size_problem(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Why ``data`` is too large to decode, from the size its header declares, or ``None``.
+
+    Example:
+        >>> size_problem(b"GIF89a" + (640).to_bytes(2, "little") + (480).to_bytes(2, "little")) is None
+        True
+    """
     size = declared_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
         width, height = size

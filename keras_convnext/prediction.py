@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_convnext.image_headers import header_problem
+from keras_convnext.image_headers import size_problem
 from keras_convnext.training.datasets import IMAGE_EXTENSIONS
 
 PREDICTABLE_EXTENSIONS = IMAGE_EXTENSIONS + (".webp", ".tif", ".tiff")
@@ -91,8 +91,8 @@ def predict_images(image_or_dir, weights, *, variant=None, top_k=5, batch_size=3
     records, pixels, placed = [], [], []
     for file in files:
         try:
-            problem = header_problem(file.read_bytes())
-            if problem and "palette BMP" not in problem:  # PIL, which decodes here, reads palettes right
+            problem = size_problem(file.read_bytes())  # PIL decodes here, and it reads palette BMPs right
+            if problem:
                 raise ValueError(problem)
             pixels.append(preprocess_image(file, eval_config))
             placed.append(len(records))
