@@ -245,6 +245,14 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
     sharded = setup is not None and validation is not None
     if sharded:  # before the history and the backup, which record its figures
         callbacks.insert(0, ShardedValidation(validation, model.loss, top_k=top_k, batch_size=config.batch_size))
+
+    def validate():
+        if validation is None:
+            return {}
+        if sharded:
+            return validation_metrics(model, validation, model.loss, top_k=top_k, batch_size=config.batch_size)
+        return model.evaluate(validation, verbose=0, return_dict=True)
+
     if config.ema:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
     log(
@@ -256,7 +264,7 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
         _training_pipeline(train_data, config), validation_data=None if sharded else validation, epochs=config.epochs,
         callbacks=callbacks, verbose=verbose, shuffle=False,  # image_dataset_from_directory reshuffles each epoch
     )
-    return _finish(model, config, output, validation, class_names, history_path, log, sharded)
+    return _finish(model, config, output, validate, history_path, log)
 
 
 def _whole_global_batches(train_data, batch_size, device_count):
@@ -277,19 +285,13 @@ def _whole_global_batches(train_data, batch_size, device_count):
     return rebatched.apply(tf.data.experimental.assert_cardinality(steps)), steps
 
 
-def _finish(model, config, output, validation, class_names, history_path, log, sharded=False):
+def _finish(model, config, output, validate, history_path, log):
     from keras_convnext.weights import save_weights
 
     # With EMA, fit() has ended by copying the EMA into the model: what is saved and evaluated is the EMA.
     save_weights(model, output / "model.weights.h5")
     _save_keras_atomically(model, output / "model.keras")
-    if validation is None:
-        metrics = {}
-    elif sharded:
-        top_k = min(5, len(class_names))
-        metrics = validation_metrics(model, validation, model.loss, top_k=top_k, batch_size=config.batch_size)
-    else:
-        metrics = model.evaluate(validation, verbose=0, return_dict=True)
+    metrics = validate()
     rows = read_history(history_path)
     plot_history(rows, output / "training_curves.png")
     summary = {"epochs": len(rows), **{f"val_{key}": float(value) for key, value in metrics.items()}}
