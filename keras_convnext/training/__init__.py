@@ -16,6 +16,7 @@ from keras_convnext.training.fine_tune import freeze_stages, replace_head, unfre
 from keras_convnext.training.history import HistoryCSV, read_history
 from keras_convnext.training.layer_decay import layer_decay_multipliers, layer_groups
 from keras_convnext.training.optimizer import NO_WEIGHT_DECAY, LayerwiseAdamW
+from keras_convnext.training.rank_shards import rank_evaluation_dataset, rank_training_dataset
 from keras_convnext.training.recipe import recipe_loss, recipe_optimizer
 from keras_convnext.training.gradient_checkpointing import checkpoint_stages
 from keras_convnext.training.schedule import warmup_cosine
