@@ -32,9 +32,28 @@ def _demo(args):
 
 
 def _train(args):
+    import keras
+
     from keras_convnext.training.trainer import train
 
-    train(TrainConfig(**config_values(args, TrainConfig)), args.output, resume=args.resume, verbose=args.verbose)
+    config = TrainConfig(**config_values(args, TrainConfig))
+    config.check()
+    if config.devices not in (None, "all") and keras.backend.backend() != "torch":
+        from keras_convnext.distribute import simulate_cpu_devices
+
+        simulate_cpu_devices(int(config.devices))  # a CPU-only host: as many CPU devices as asked for
+    if keras.backend.backend() == "torch" and config.devices is not None and "WORLD_SIZE" not in os.environ:
+        from keras_convnext.torch_launcher import launch_processes, processes_to_start
+        from keras_convnext.training.trainer import check_global_batch
+
+        count = processes_to_start(config.devices)
+        if count > 1:  # one process per device, as torchrun would start them
+            check_global_batch(config.batch_size, count)
+            _, error = launch_processes(args.arguments, count)
+            if error:
+                raise ChildProcessError(error)
+            return 0
+    train(config, args.output, resume=args.resume, verbose=args.verbose, timeout_seconds=args.join_timeout)
     return 0
 
 
@@ -152,6 +171,8 @@ def build_parser():
     add_output(train, "train-output", help="folder for weights, model, history and plots")
     train.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
     train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity (1: progress bar)")
+    train.add_argument("--join-timeout", type=positive_int, default=300, metavar="SECONDS",
+                       help="torch with --devices: how long each process waits for the others to join")
     train.set_defaults(run=_train)
 
     evaluate = add_command("evaluate", help="accuracy, top-5 and a confusion matrix on DATA_DIR")
@@ -246,7 +267,9 @@ def main(argv=None):
     Example:
         >>> main(["info"])  # doctest: +SKIP
     """
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    args.arguments = arguments  # what a launcher passes on to the processes it starts
     try:
         return args.run(args)
     except KeyboardInterrupt:

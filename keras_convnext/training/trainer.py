@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -72,8 +73,8 @@ class TrainConfig:
     validation_split: float = _field(0.2, "fraction of the images held out for validation")
     seed: int = _field(0, "random seed of the split, the augmentation and the initialisation")
     devices: str | None = _field(
-        None, "data parallel over 'all' local devices or a number of them (JAX, TensorFlow); --batch-size is then "
-        "the global batch"
+        None, "data parallel over 'all' local devices or a number of them; --batch-size is then the global batch "
+        "(torch: one process per device, started here or by torchrun)"
     )
 
     def check(self):
@@ -157,15 +158,15 @@ def _build_model(config, classes, resolved):
     )
 
 
-def _training_pipeline(train, config):
+def _training_pipeline(train, config, seed):
     import tensorflow as tf
 
     if config.rand_augment or config.random_erasing:
         augment = image_augmentation(
-            flip=True, rand_augment=config.rand_augment, random_erasing=config.random_erasing, seed=config.seed
+            flip=True, rand_augment=config.rand_augment, random_erasing=config.random_erasing, seed=seed
         )
         train = train.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-    mix = batch_mixing(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, seed=config.seed)
+    mix = batch_mixing(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, seed=seed)
     if mix is not None:
         train = train.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     return train.prefetch(tf.data.AUTOTUNE)
@@ -177,13 +178,15 @@ def _save_keras_atomically(model, path):
     temporary.replace(path)
 
 
-def train(config, output="train-output", *, resume=False, verbose="auto", log=print):
+def train(config, output="train-output", *, resume=False, verbose="auto", log=print, timeout_seconds=None):
     """Trains ``config.variant`` on the image folder ``config.data_dir`` and writes the run to ``output``.
 
     Writes ``model.weights.h5`` (the EMA weights with ``config.ema``), ``model.keras``, ``history.csv``,
     ``training_curves.png`` and
     ``train_config.json`` (with the class names). A run killed at any moment continues from its last completed
-    epoch when started again with ``resume=True`` and the same config.
+    epoch when started again with ``resume=True`` and the same config. With ``config.devices`` on several
+    processes (torch under torchrun, JAX on several hosts) only process 0 writes or logs; ``timeout_seconds`` is
+    how long a torch process waits for the others to join.
 
     Example:
         >>> summary = train(TrainConfig(data_dir="flowers/", variant="convnext_tiny", weights="imagenet",  # doctest: +SKIP
@@ -200,21 +203,53 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
         log(f"{output} holds a completed run of {config.epochs} epochs; nothing to resume.")
         return json.loads((output / CONFIG_FILE).read_text())["summary"]
 
+    setup = None
+    if config.devices is not None:  # after every check, so a refused run never joins (or waits for) the others
+        from keras_convnext.distribute import DEFAULT_TIMEOUT_SECONDS, data_parallel
+
+        setup = data_parallel(
+            "all" if config.devices == "all" else int(config.devices),
+            timeout_seconds=timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+        )
+    try:
+        return _train(config, output, class_names, image_count, done, setup, verbose, log)
+    finally:
+        if setup is not None:
+            setup.close()
+
+
+def _train(config, output, class_names, image_count, done, setup, verbose, log):
+    if setup is None or setup.is_chief:
+        return _train_and_write(config, output, output, class_names, image_count, done, setup, verbose, log)
+    # Only process 0 writes the run; the others make the same saves into a folder thrown away (on JAX across hosts
+    # saving is collective, so every process must take part), and say nothing.
+    scratch = Path(tempfile.mkdtemp(prefix="keras-convnext-process-"))
+    try:
+        return _train_and_write(config, output, scratch, class_names, image_count, done, setup, 0, lambda *_: None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_and_write(config, output, write_to, class_names, image_count, done, setup, verbose, log):
     resolved = config.resolved()
     if config.mixed_precision:
         keras.config.set_dtype_policy(config.mixed_precision)
-    keras.utils.set_random_seed(config.seed)
+    # torch processes each draw their own augmentation and drop-path masks; process 0's weights are copied to all.
+    process_seed = config.seed + (setup.process_index if setup is not None and setup.feeds_own_shard else 0)
+    keras.utils.set_random_seed(process_seed)
     train_data, validation, _ = image_folder_datasets(
         config.data_dir, image_size=config.image_size, batch_size=config.batch_size,
         validation_split=config.validation_split, seed=config.seed, class_names=class_names,
     )
     steps_per_epoch = int(train_data.cardinality())
-    setup = None
-    if config.devices is not None:
-        from keras_convnext.distribute import data_parallel
-
-        setup = data_parallel("all" if config.devices == "all" else int(config.devices))
-        train_data, steps_per_epoch = _whole_global_batches(train_data, config.batch_size, len(setup.devices))
+    validation_batch = config.batch_size
+    if setup is not None:
+        steps_per_epoch = _whole_global_batch_count(len(train_data.file_paths), config.batch_size, len(setup.devices))
+        if setup.feeds_own_shard:
+            validation_batch = config.batch_size // setup.process_count
+            train_data, validation = _process_shards(train_data, validation, config, class_names, setup, done)
+        else:
+            train_data = _whole_global_batches(train_data, config.batch_size, steps_per_epoch)
         log(f"{setup.description}; the last partial batch of each epoch is dropped (the order is reshuffled each epoch)")
     total_steps = steps_per_epoch * config.epochs
     top_k = min(5, len(class_names))
@@ -235,22 +270,29 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
             loss=recipe_loss(config.label_smoothing),
             metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(top_k, name=f"top{top_k}")],
         )
-    if not done:
+    if not done or write_to != output:
         write_text_atomically(
-            output / CONFIG_FILE,
+            write_to / CONFIG_FILE,
             json.dumps({"config": dataclasses.asdict(config), "class_names": class_names, "resolved": resolved}, indent=2),
         )
-    backup = AtomicBackupAndRestore(output / "backup", delete_checkpoint=False)
-    callbacks = [HistoryCSV(history_path), backup]
+    callbacks = [
+        HistoryCSV(write_to / "history.csv"),
+        AtomicBackupAndRestore(output / "backup", delete_checkpoint=False, write_dir=write_to / "backup"),
+    ]
+    if setup is not None:
+        callbacks = setup.prepare(model) + callbacks  # its epoch figures go into the logs the others record
     sharded = setup is not None and validation is not None
+    validation_options = dict(
+        top_k=top_k, batch_size=validation_batch, sum_over_processes=setup.sum_over_processes if sharded else None
+    )
     if sharded:  # before the history and the backup, which record its figures
-        callbacks.insert(0, ShardedValidation(validation, model.loss, top_k=top_k, batch_size=config.batch_size))
+        callbacks.insert(0, ShardedValidation(validation, model.loss, **validation_options))
 
     def validate():
         if validation is None:
             return {}
         if sharded:
-            return validation_metrics(model, validation, model.loss, top_k=top_k, batch_size=config.batch_size)
+            return validation_metrics(model, validation, model.loss, **validation_options)
         return model.evaluate(validation, verbose=0, return_dict=True)
 
     if config.ema:
@@ -261,38 +303,75 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
         f"drop path {resolved['drop_path_rate']:g}" + (f"; resuming after epoch {done}" if done else "")
     )
     model.fit(
-        _training_pipeline(train_data, config), validation_data=None if sharded else validation, epochs=config.epochs,
-        callbacks=callbacks, verbose=verbose, shuffle=False,  # image_dataset_from_directory reshuffles each epoch
+        _training_pipeline(train_data, config, seed=process_seed), validation_data=None if sharded else validation,
+        epochs=config.epochs, callbacks=callbacks, verbose=verbose,
+        # A torch process's shard streams every remaining epoch in one go; image_dataset_from_directory reshuffles
+        # each epoch by itself.
+        steps_per_epoch=steps_per_epoch if setup is not None and setup.feeds_own_shard else None, shuffle=False,
     )
-    return _finish(model, config, output, validate, history_path, log)
+    return _finish(model, write_to, validate, log)
 
 
-def _whole_global_batches(train_data, batch_size, device_count):
-    """Rebatches the training set into whole global batches, each split evenly over the devices."""
-    import tensorflow as tf
+def check_global_batch(batch_size, device_count):
+    """Raises ``ValueError`` unless the global batch splits evenly over the devices.
 
+    Example:
+        >>> check_global_batch(6, 4)
+        Traceback (most recent call last):
+        ValueError: --batch-size 6 does not split evenly over 4 devices; use a multiple of 4.
+    """
     if batch_size % device_count:
         raise ValueError(
             f"--batch-size {batch_size} does not split evenly over {device_count} devices; use a multiple of "
             f"{device_count}."
         )
-    steps = len(train_data.file_paths) // batch_size
+
+
+def _whole_global_batch_count(image_count, batch_size, device_count):
+    """The steps of an epoch in whole global batches, each split evenly over the devices; raises if there are none."""
+    check_global_batch(batch_size, device_count)
+    steps = image_count // batch_size
     if steps == 0:
-        raise ValueError(
-            f"The {len(train_data.file_paths)} training images make no whole batch of {batch_size}; lower --batch-size."
-        )
+        raise ValueError(f"The {image_count} training images make no whole batch of {batch_size}; lower --batch-size.")
+    return steps
+
+
+def _whole_global_batches(train_data, batch_size, steps):
+    """Rebatches the training set into ``steps`` whole global batches (the last partial one dropped)."""
+    import tensorflow as tf
+
     rebatched = train_data.unbatch().batch(batch_size, drop_remainder=True)
-    return rebatched.apply(tf.data.experimental.assert_cardinality(steps)), steps
+    return rebatched.apply(tf.data.experimental.assert_cardinality(steps))
 
 
-def _finish(model, config, output, validate, history_path, log):
+def _process_shards(train_data, validation, config, class_names, setup, first_epoch):
+    """This torch process's share of the training batches and of the validation images (``rank_shards``)."""
+    from keras_convnext.training.rank_shards import class_labels, rank_evaluation_dataset, rank_training_dataset
+
+    shard = dict(classes=len(class_names), image_size=config.image_size, rank=setup.process_index,
+                 world_size=setup.process_count)
+    paths = train_data.file_paths
+    train = rank_training_dataset(
+        paths, class_labels(paths, config.data_dir, class_names), global_batch=config.batch_size, seed=config.seed,
+        epochs=config.epochs, first_epoch=first_epoch, **shard,
+    )
+    if validation is not None:
+        paths = validation.file_paths
+        validation = rank_evaluation_dataset(
+            paths, class_labels(paths, config.data_dir, class_names),
+            batch_size=config.batch_size // setup.process_count, **shard,
+        )
+    return train, validation
+
+
+def _finish(model, output, validate, log):
     from keras_convnext.weights import save_weights
 
     # With EMA, fit() has ended by copying the EMA into the model: what is saved and evaluated is the EMA.
     save_weights(model, output / "model.weights.h5")
     _save_keras_atomically(model, output / "model.keras")
     metrics = validate()
-    rows = read_history(history_path)
+    rows = read_history(output / "history.csv")
     plot_history(rows, output / "training_curves.png")
     summary = {"epochs": len(rows), **{f"val_{key}": float(value) for key, value in metrics.items()}}
     saved = json.loads((output / CONFIG_FILE).read_text())
