@@ -1,7 +1,8 @@
 """One training run, single-device or data parallel, in its own process (devices are fixed at backend start).
 
-Usage: python -m workers.distribute single|parallel|model_parallel|uneven INITIAL.weights.h5 OUT_DIR
+Usage: python -m workers.distribute single|parallel|multi_host|model_parallel|uneven INITIAL.weights.h5 OUT_DIR
 JAX gets 4 CPU devices from XLA_FLAGS (set by the test); TensorFlow splits its CPU into 2 logical devices here.
+multi_host (JAX): one of several processes that KERAS_DISTRIBUTION_* variables join into one job.
 """
 
 import json
@@ -59,7 +60,7 @@ def main(mode, initial, out_dir):
         return uneven_validation(initial, out_dir)
     out_dir = Path(out_dir)
     report = {"backend": keras.backend.backend()}
-    if mode == "parallel":
+    if mode in ("parallel", "multi_host"):
         setup = kc.distribute.data_parallel("all")
         report["description"] = setup.description
         scope = setup.scope()
@@ -87,6 +88,14 @@ def main(mode, initial, out_dir):
         report["kernel_spec"] = [str(axis) for axis in kernel.value.sharding.spec]
         report["kernel_shard_shapes"] = sorted({tuple(s.data.shape) for s in kernel.value.addressable_shards})
         report["loss"] = float(model.train_on_batch(x[:8], y[:8], return_dict=True)["loss"])
+    elif mode == "multi_host":  # Keras gives each process its share of every global batch of 8 (auto-sharding)
+        import tensorflow as tf
+
+        report["processes"] = setup.process_count
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=2, verbose=0)
+        weights = [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.trainable_variables]
+        if setup.is_chief:
+            np.savez(out_dir / f"{mode}.npz", *weights)
     else:
         model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
         held_x, held_y = data(seed=1)  # unseen images: the metrics are not trivially 1
@@ -98,7 +107,8 @@ def main(mode, initial, out_dir):
             report["data_axes"] = [str(axis) for axis in layout.axes]
             report["mesh_devices"] = int(np.prod(layout.device_mesh.shape))
         np.savez(out_dir / f"{mode}.npz", *[keras.ops.convert_to_numpy(v) for v in model.trainable_variables])
-    (out_dir / f"{mode}.json").write_text(json.dumps(report, default=list))
+    if mode != "multi_host" or setup.is_chief:
+        (out_dir / f"{mode}.json").write_text(json.dumps(report, default=list))
 
 
 if __name__ == "__main__":
