@@ -3,9 +3,10 @@
 A layout maps a source key (``stages.2.blocks.5.mlp.fc1.weight``) to this package's *canonical key*
 (``stage_2_block_5/pointwise_1/kernel``) and converts the array to Keras' layout. Canonical keys are the
 model's variable paths with the repeated layer prefix dropped (see ``loading.canonical_key``). The key names
-follow each project's own code: FB ``convnext.py`` / ``convnextv2.py`` / ``convnext_isotropic.py``,
-timm ``timm/models/convnext.py``, torchvision ``torchvision/models/convnext.py``, Hugging Face
-``modeling_convnext.py`` / ``modeling_convnextv2.py`` and Keras ``keras/src/applications/convnext.py``.
+follow each project's own code: FB ``convnext.py`` / ``convnextv2.py`` / ``convnext_isotropic.py`` and DINOv3's
+``dinov3/models/convnext.py``, timm ``timm/models/convnext.py``, torchvision ``torchvision/models/convnext.py``,
+Hugging Face ``modeling_convnext.py`` / ``modeling_convnextv2.py`` / ``modeling_dinov3_convnext.py`` and Keras
+``keras/src/applications/convnext.py``.
 """
 
 import dataclasses
@@ -121,6 +122,8 @@ FB = Layout(
         Rule(r"norm\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
         Rule(r"head\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
+    # DINOv3's original checkpoints also hold norms.3, which is the module norm registered a second time.
+    ignored=r"norms\.3\.(weight|bias)",
 )
 
 TIMM = Layout(
@@ -176,6 +179,23 @@ HUGGING_FACE = Layout(
     ),
 )
 
+HUGGING_FACE_DINOV3 = Layout(
+    "huggingface_dinov3",
+    "Hugging Face DINOv3ConvNextModel / DINOv3ConvNextBackbone (facebook/dinov3-convnext-*-pretrain-lvd1689m)",
+    r"(?:model\.)?stages\.0\.downsample_layers\.0\.weight",
+    (
+        Rule(r"(?:model\.)?stages\.0\.downsample_layers\.0\.(weight|bias)", f"{STEM}/conv", LINEAR),
+        Rule(r"(?:model\.)?stages\.0\.downsample_layers\.1\.(weight|bias)", f"{STEM}/layernorm", AFFINE),
+        Rule(r"(?:model\.)?stages\.(\d+)\.downsample_layers\.0\.(weight|bias)", _in_downsample("layernorm"), AFFINE),
+        Rule(r"(?:model\.)?stages\.(\d+)\.downsample_layers\.1\.(weight|bias)", _in_downsample("conv"), LINEAR),
+        *_block_rules(
+            r"(?:model\.)?stages\.(\d+)\.layers\.(\d+)",
+            block_name, "depthwise_conv", "layer_norm", "pointwise_conv1", "pointwise_conv2", "grn", "gamma",
+        ),
+        Rule(r"layer_norm\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
+    ),
+)
+
 KERAS_APPLICATIONS = Layout(
     "keras_applications",
     "keras.applications ConvNeXt .h5 weight files (convnext_tiny.h5, convnext_tiny_notop.h5, ...)",
@@ -199,7 +219,7 @@ KERAS_APPLICATIONS = Layout(
     ignored=r".*normalization.*/(mean|variance|count)",
 )
 
-LAYOUTS = (HUGGING_FACE, TIMM, TORCHVISION, FB, KERAS_APPLICATIONS)
+LAYOUTS = (HUGGING_FACE, HUGGING_FACE_DINOV3, TIMM, TORCHVISION, FB, KERAS_APPLICATIONS)
 
 
 def detect_layout(keys):
