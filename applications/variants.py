@@ -8,7 +8,7 @@ import dataclasses
 import difflib
 
 from keras_convnext.applications.convnext import ConvNeXt
-from keras_convnext.weights import preset_for
+from keras_convnext.weights import preset_for, presets
 
 # Every published variant uses these; count_parameters relies on them.
 KERNEL_SIZE = 7
@@ -181,7 +181,13 @@ def build_variant(variant, *, name=None, weights=None, **kwargs):
     Example:
         >>> model = build_variant(VARIANTS["convnextv2_atto"], include_top=False)
     """
-    weights = preset_for(weights, variant.name) or weights
+    preset = preset_for(weights, variant.name)
+    if preset and presets()[preset]["classes"] is None and kwargs.get("include_top", True):
+        raise ValueError(
+            f"Preset {preset!r} is a feature backbone without a classifier: build it with include_top=False, "
+            "pooling='avg' (keras_convnext.dense_features gives its embedding, patch tokens and stage maps)."
+        )
+    weights = preset or weights
     return ConvNeXt(weights=weights, **{**variant.architecture(), **kwargs}, name=name or variant.name)
 
 
