@@ -23,7 +23,7 @@ def test_every_preset_is_well_formed(name):
     assert record["layout"] in {layout.name for layout in kc.weights.LAYOUTS}
     assert record["urls"] and all(url.startswith("https://") for url in record["urls"])
     assert record["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", record["sha256"])
-    assert record["classes"] in (1000, 21841)
+    assert record["classes"] in (1000, 21841, None)  # None: a feature backbone (DINOv3)
     assert {"input_size", "crop_pct", "interpolation", "mean", "std"} <= set(record["eval"])
     if record["variant"].startswith("convnextv2"):
         assert record["license"] == "CC-BY-NC-4.0"
@@ -84,3 +84,13 @@ def test_a_21841_class_head_loads(tmp_path, rng):
     expected = hugging_face_logits(reference, images)
     assert model.output_shape == (None, 21841)
     assert np.abs(keras.ops.convert_to_numpy(model(images)) - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_dinov3_presets_are_backbones_refused_with_a_classifier_before_building():
+    for size in ("tiny", "small", "base", "large"):
+        record = presets()[f"convnext_{size}.dinov3_lvd1689m"]
+        assert record["classes"] is None and record["eval"]["crop_pct"] == 1.0 and "DINOv3 License" in record["license"]
+    with pytest.raises(ValueError, match="feature backbone without a classifier: build it with include_top=False"):
+        kc.create_model("convnext_tiny", weights="convnext_tiny.dinov3_lvd1689m")
+    with pytest.raises(ValueError, match="holds convnext_small weights, not convnext_tiny"):
+        kc.create_model("convnext_tiny", weights="convnext_small.dinov3_lvd1689m", include_top=False)

@@ -134,3 +134,58 @@ def save(state, path):
 
 def normalised_images(rng, count=2, size=64):
     return rng.normal(size=(count, size, size, 3)).astype(np.float32)
+
+
+def dinov3_model(arch=SMALL, seed=0):
+    """A randomly initialised transformers ``DINOv3ConvNextModel``, every parameter moved off its init."""
+    from transformers import DINOv3ConvNextConfig, DINOv3ConvNextModel
+
+    torch.manual_seed(seed)
+    model = DINOv3ConvNextModel(DINOv3ConvNextConfig(depths=arch["depths"], hidden_sizes=arch["hidden_sizes"]))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.add_(torch.randn_like(parameter) * (0.3 if parameter.ndim == 1 else 0.05))
+    return model.eval()
+
+
+def dinov3_outputs(model, images_nhwc):
+    """transformers' DINOv3 outputs, channels-last: pooled ``(B, C)``, patch tokens ``(B, h, w, C)`` and the four
+    raw stage maps."""
+    with torch.no_grad():
+        output = model(torch.from_numpy(images_nhwc.transpose(0, 3, 1, 2).copy()), output_hidden_states=True)
+    stages = [state.numpy().transpose(0, 2, 3, 1) for state in output.hidden_states[1:]]  # [0]: the pixels
+    height, width, channels = stages[-1].shape[1:]
+    patch_tokens = output.last_hidden_state[:, 1:].numpy().reshape(-1, height, width, channels)
+    return {"embedding": output.pooler_output.numpy(), "patch_tokens": patch_tokens,
+            **{f"stride_{4 * 2 ** i}": stage for i, stage in enumerate(stages)}}
+
+
+def dinov3_to_original(hf_state):
+    """transformers DINOv3 keys -> facebookresearch/dinov3 ``convnext.py`` keys, with the duplicate ``norms.3``."""
+    out = {}
+    for key, value in hf_state.items():
+        key = key.removeprefix("model.")
+        key = re.sub(r"stages\.(\d+)\.downsample_layers\.", r"downsample_layers.\1.", key)
+        key = re.sub(r"stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.\2.", key)
+        key = key.replace("depthwise_conv", "dwconv").replace("pointwise_conv", "pwconv").replace(".layer_norm.", ".norm.")
+        if key.startswith("layer_norm."):
+            key = "norm." + key.removeprefix("layer_norm.")
+            out["norms.3." + key.removeprefix("norm.")] = value.clone()
+        out[key] = value.clone()
+    return out
+
+
+def dinov3_to_timm(hf_state):
+    """transformers DINOv3 keys -> timm ``convnext_*.dinov3_lvd1689m`` keys (the final norm is ``head.norm``)."""
+    out = {}
+    for key, value in hf_state.items():
+        key = key.removeprefix("model.")
+        key = re.sub(r"stages\.0\.downsample_layers\.", "stem.", key)
+        key = re.sub(r"stages\.(\d+)\.downsample_layers\.", r"stages.\1.downsample.", key)
+        key = re.sub(r"stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.blocks.\2.", key)
+        key = (key.replace("depthwise_conv", "conv_dw").replace("pointwise_conv1", "mlp.fc1")
+               .replace("pointwise_conv2", "mlp.fc2").replace(".layer_norm.", ".norm."))
+        if key.startswith("layer_norm."):
+            key = "head.norm." + key.removeprefix("layer_norm.")
+        out[key] = value.clone()
+    return out
