@@ -32,7 +32,7 @@ def hugging_face_backbone(reference, tmp_path_factory):
     return _backbone(str(save(_state(reference, "huggingface"), tmp_path_factory.mktemp("dinov3") / "model.safetensors")))
 
 
-@pytest.mark.parametrize("height, width", [(224, 224), (256, 320)])
+@pytest.mark.parametrize("height, width", [(224, 224), pytest.param(256, 320, marks=pytest.mark.large)])
 def test_outputs_equal_transformers_at_square_and_non_square_sizes(rng, reference, hugging_face_backbone, height, width):
     images = rng.normal(size=(2, height, width, 3)).astype("float32")
     expected = dinov3_outputs(reference, images)
@@ -54,6 +54,7 @@ def test_the_original_and_timm_layouts_load_the_same_weights(tmp_path, reference
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.large
 def test_channels_first_gives_the_same_channels_last_patch_tokens(tmp_path, rng, reference):
     path = save({key: value.detach() for key, value in reference.state_dict().items()}, tmp_path / "model.safetensors")
     images = rng.normal(size=(1, 64, 96, 3)).astype("float32")
@@ -70,6 +71,7 @@ def test_dense_features_refuses_a_model_without_the_pooled_norm():
         kc.dense_features(kc.ConvNeXt((1, 1, 1, 1), (8, 16, 24, 32), include_top=False, input_shape=(64, 64, 3)))
 
 
+@pytest.mark.large
 def test_a_linear_probe_on_the_frozen_patch_tokens_trains_with_fit(rng):
     backbone = kc.ConvNeXt((1, 1, 1, 1), (8, 16, 24, 32), include_top=False, pooling="avg", input_shape=(64, 64, 3))
     features = kc.dense_features(backbone)

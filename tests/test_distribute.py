@@ -42,6 +42,7 @@ def single_device_run(initial_weights):
     return _run("single", initial_weights)
 
 
+@pytest.mark.large
 @no_torch_engine
 def test_data_parallel_over_this_process_s_devices_trains_like_no_distribution(rng):
     images, labels = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32"), np.arange(8) % 4

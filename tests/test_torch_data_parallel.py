@@ -115,6 +115,7 @@ def test_a_weight_left_out_of_backward_stops_training_instead_of_drifting(monkey
         dist.destroy_process_group()
 
 
+@pytest.mark.large
 @torch_only
 @two_cores
 def test_train_refuses_a_batch_that_does_not_split_over_the_processes_before_starting_them(tmp_path):
@@ -129,6 +130,7 @@ def test_train_refuses_a_batch_that_does_not_split_over_the_processes_before_sta
     assert too_many.returncode == 2 and "this host has" in too_many.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.large
 @torch_only
 def test_a_process_that_cannot_reach_the_master_says_so_and_writes_nothing(tmp_path):
     from keras_convnext.torch_launcher import free_port

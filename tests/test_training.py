@@ -59,6 +59,8 @@ def _one_hot_batches(rng, n=8, batch=4):
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
 
 
+# once: the mixing runs inside tf.data, where Keras' preprocessing layers use TensorFlow whatever KERAS_BACKEND is.
+@pytest.mark.once
 @pytest.mark.parametrize(
     "mixup, cutmix", [pytest.param(0.8, 0.0, marks=pytest.mark.large), pytest.param(0.0, 1.0, marks=pytest.mark.large), (0.8, 1.0)]
 )
