@@ -216,9 +216,10 @@ def data_parallel(devices="all", *, timeout_seconds=DEFAULT_TIMEOUT_SECONDS):
             process_count=jax.process_count(),
         )
     if backend == "tensorflow":
-        if _tf_config_workers() > 1:
+        workers = _tf_config_workers()
+        if workers > 1:
             raise NotImplementedError(
-                f"TF_CONFIG describes {_tf_config_workers()} workers, but Keras {keras.__version__}'s fit fails under "
+                f"TF_CONFIG describes {workers} workers, but Keras {keras.__version__}'s fit fails under "
                 "tf.distribute.MultiWorkerMirroredStrategy (it reduces a per-replica batch eagerly; "
                 "keras-team/keras#20585). Train on several hosts with KERAS_BACKEND=jax (keras.distribution) or "
                 "torch (torchrun --nnodes)."

@@ -70,11 +70,11 @@ def process_environment(rank, world_size, port, cpu_threads=None):
         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
     }
     if cpu_threads is not None and "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(cpu_threads)  # as torchrun does: the processes share the cores
+        env["OMP_NUM_THREADS"] = str(cpu_threads)  # torchrun sets it too: the processes share the cores
     return env
 
 
-def launch_processes(arguments, count, *, cpu_only=True):
+def launch_processes(arguments, count):
     """Runs ``python -m keras_convnext ARGUMENTS`` in ``count`` processes as one torch.distributed job on this host.
 
     Returns ``(statuses, error)``: each process's exit status, and the error line to end with (``None`` when all
@@ -85,7 +85,7 @@ def launch_processes(arguments, count, *, cpu_only=True):
         ([0, 0], None)
     """
     port = free_port()
-    threads = max(1, (os.cpu_count() or 1) // count) if cpu_only else None
+    threads = max(1, (os.cpu_count() or 1) // count)
     processes, relays, errors = [], [], {}
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # so that the processes are stopped with this one
     try:
