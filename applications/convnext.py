@@ -7,7 +7,14 @@ from keras_convnext.layer_names import STEM, block_name, downsample_name
 from keras_convnext.layers import ConvNeXtBlock, ConvNeXtDownsample, ConvNeXtStem
 from keras_convnext.layers.data_format import standardize_data_format
 from keras_convnext.applications.model_head import check_head_arguments, head
-from keras_convnext.applications.model_inputs import imagenet_normalization, model_inputs, resolve_input_shape
+from keras_convnext.applications.model_inputs import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_pixel_statistics,
+    model_inputs,
+    pixel_normalization,
+    resolve_input_shape,
+)
 from keras_convnext.weights import load_checkpoint, resolve_weights
 
 
@@ -45,6 +52,10 @@ def ConvNeXt(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
+    head_hidden_size=None,
+    head_output="predictions",
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
     drop_path_rate=0.0,
     head_init_scale=1.0,
     dropout_rate=0.0,
@@ -67,14 +78,20 @@ def ConvNeXt(
         layer_scale_init_value: LayerScale's initial value, ``None`` for none (V2, isotropic).
         norm_epsilon: epsilon of every LayerNorm.
         include_top: end with the classifier (pool, LayerNorm, dense, activation).
-        include_preprocessing: the model takes RGB in 0..255 and normalises with ImageNet mean/std.
+        include_preprocessing: the model takes RGB in 0..255 and normalises it with ``pixel_mean`` / ``pixel_std``.
         weights: ``None`` (random initialisation), a preset name, an http(s) URL, or a checkpoint file in
             any supported layout (our ``.weights.h5``, keras.applications ``.h5``, timm, torchvision,
             Hugging Face, facebookresearch). ``"imagenet"`` needs a variant builder, which knows its default.
         input_tensor: optional Keras tensor (or backend tensor) to use as the image input.
         input_shape: shape without the batch axis; default ``(224, 224, 3)`` with the top, else open size.
         pooling: without the top, ``None`` (feature map), ``"avg"`` or ``"max"`` (pooled and normalised).
-        classes: classifier width. classifier_activation: its activation, ``None`` for logits.
+        classes: classifier width (or embedding width). classifier_activation: its activation, ``None`` for logits.
+        head_hidden_size: an MLP head: ``head_hidden`` (dense of this width, GELU) before ``head_dense``, as
+            timm's ``head_hidden_size`` (``convnext_large_mlp``'s CLIP towers); ``None`` for the linear head.
+        head_output: ``"predictions"`` (a classifier) or ``"embedding"`` (the top is a projection with no
+            activation, named ``embedding``, which export serves as such: CLIP image towers).
+        pixel_mean, pixel_std: the per-channel statistics of ``include_preprocessing`` (for 0..1 pixels):
+            ImageNet's by default; a preset sets its own (OpenAI CLIP's for the CLIP presets).
         drop_path_rate: stochastic depth, linear over all blocks from 0 to this rate.
         head_init_scale: multiplies the classifier's initial weights (0.001 when fine-tuning).
         dropout_rate: dropout before the classifier.
@@ -100,8 +117,11 @@ def ConvNeXt(
         "classifier_activation": classifier_activation,
         "dropout_rate": dropout_rate,
         "head_init_scale": head_init_scale,
+        "head_hidden_size": head_hidden_size,
+        "head_output": head_output,
     }
     check_head_arguments(**head_arguments)
+    pixel_mean, pixel_std = check_pixel_statistics(pixel_mean, pixel_std)
     data_format = standardize_data_format(data_format)
     input_shape = resolve_input_shape(
         input_shape,
@@ -115,7 +135,7 @@ def ConvNeXt(
 
     inputs, x = model_inputs(input_shape, input_tensor)
     if include_preprocessing:
-        x = imagenet_normalization(data_format)(x)
+        x = pixel_normalization(data_format, pixel_mean, pixel_std)(x)
     x = ConvNeXtStem(
         dims[0], stem_patch_size, use_norm=stem_norm, norm_epsilon=norm_epsilon, data_format=data_format, name=STEM
     )(x)

@@ -2,14 +2,23 @@
 
 import keras
 
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_LAYERNORM
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
 
 POOLINGS = (None, "avg", "max")
+# What the top's last layer gives: class scores, or an image embedding (a CLIP tower's projection, no activation).
+HEAD_OUTPUTS = ("predictions", "embedding")
 
 
-def check_head_arguments(*, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale):
+def _positive_integer(value):
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
+
+
+def check_head_arguments(
+    *, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale, head_hidden_size=None,
+    head_output="predictions",
+):
     """Raises ``ValueError`` naming the first bad head argument.
 
     Example:
@@ -20,9 +29,18 @@ def check_head_arguments(*, include_top, pooling, classes, classifier_activation
         raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1); got {dropout_rate!r}.")
+    if head_hidden_size is not None and not _positive_integer(head_hidden_size):
+        raise ValueError(f"head_hidden_size must be None or a positive integer; got {head_hidden_size!r}.")
+    if head_output not in HEAD_OUTPUTS:
+        raise ValueError(f"head_output must be one of {HEAD_OUTPUTS}; got {head_output!r}.")
     if not include_top:
         return
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+    if head_output == "embedding" and classifier_activation is not None:
+        raise ValueError(
+            f"head_output='embedding' is a linear projection; classifier_activation must be None, got "
+            f"{classifier_activation!r}."
+        )
+    if not _positive_integer(classes):
         raise ValueError(f"classes must be a positive integer when include_top=True; got {classes!r}.")
     if not head_init_scale > 0:
         raise ValueError(f"head_init_scale must be > 0; got {head_init_scale!r}.")
@@ -48,13 +66,17 @@ def pool(x, pooling, data_format):
     return keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
 
 
-def head(x, *, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale, norm_epsilon, data_format):
+def head(
+    x, *, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale, norm_epsilon, data_format,
+    head_hidden_size=None, head_output="predictions",
+):
     """Adds ConvNeXt's head on the last feature map.
 
-    ``include_top``: average pool → ``head_layernorm`` → dropout → ``head_dense`` → ``predictions``
-    (the activation, computed in float32). Without the top, ``pooling="avg"`` or ``"max"`` pools and applies
-    ``head_layernorm`` (as timm's pre-logits and keras.applications do); ``pooling=None`` returns the last
-    feature map itself, with no extra LayerNorm.
+    ``include_top``: average pool → ``head_layernorm`` → [``head_hidden``: dense of ``head_hidden_size`` and GELU,
+    timm's ``head.pre_logits``] → dropout → ``head_dense`` → ``predictions`` (the activation, computed in float32),
+    or ``embedding`` for ``head_output="embedding"`` (a CLIP tower: no activation). Without the top,
+    ``pooling="avg"`` or ``"max"`` pools and applies ``head_layernorm`` (as timm's pre-logits and
+    keras.applications do); ``pooling=None`` returns the last feature map itself, with no extra LayerNorm.
 
     Example:
         >>> features = keras.Input((7, 7, 768))
@@ -70,7 +92,11 @@ def head(x, *, include_top, pooling, classes, classifier_activation, dropout_rat
     x = LayerNorm(norm_epsilon, name=HEAD_LAYERNORM)(x)
     if not include_top:
         return x
+    if head_hidden_size:
+        x = keras.layers.Dense(
+            head_hidden_size, activation="gelu", kernel_initializer=kernel_initializer(head_init_scale), name=HEAD_HIDDEN
+        )(x)
     if dropout_rate > 0:
         x = keras.layers.Dropout(dropout_rate, name=HEAD_DROPOUT)(x)
     x = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name=HEAD_DENSE)(x)
-    return keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    return keras.layers.Activation(classifier_activation, dtype="float32", name=head_output)(x)

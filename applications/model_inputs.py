@@ -1,4 +1,4 @@
-"""The input side of every ConvNeXt builder: shape checks, ``input_tensor`` and ImageNet normalisation."""
+"""The input side of every ConvNeXt builder: shape checks, ``input_tensor`` and the pixel normalisation."""
 
 import keras
 
@@ -64,12 +64,31 @@ def model_inputs(input_shape, input_tensor, *, name="image"):
     return (sources[0] if len(sources) == 1 else sources), input_tensor
 
 
-def imagenet_normalization(data_format):
-    """A layer mapping RGB pixels in 0..255 to ImageNet-normalised values, ``(x / 255 - mean) / std``.
+def check_pixel_statistics(mean, std):
+    """Returns ``(mean, std)`` as 3-tuples of floats; ``ValueError`` unless both are 3 numbers and std is positive.
 
     Example:
-        >>> normalize = imagenet_normalization("channels_last")
+        >>> check_pixel_statistics([0.5, 0.5, 0.5], (0.5, 0.5, 0.5))
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     """
-    scale = [1.0 / (255.0 * s) for s in IMAGENET_STD]
-    offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    try:
+        mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    except (TypeError, ValueError):
+        mean = std = ()
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(
+            "pixel_mean and pixel_std must each be 3 numbers (R, G, B, for pixels scaled to 0..1), std positive; "
+            f"got {mean or 'not numbers'} and {std or 'not numbers'}. ImageNet's are {IMAGENET_MEAN} and {IMAGENET_STD}."
+        )
+    return mean, std
+
+
+def pixel_normalization(data_format, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """A layer mapping RGB pixels in 0..255 to ``(x / 255 - mean) / std`` (ImageNet's mean and std by default).
+
+    Example:
+        >>> normalize = pixel_normalization("channels_last")
+    """
+    scale = [1.0 / (255.0 * s) for s in std]
+    offset = [-m / s for m, s in zip(mean, std)]
     return PixelNormalization(scale, offset, data_format=data_format, name="preprocessing")

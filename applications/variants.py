@@ -13,6 +13,7 @@ from keras_convnext.weights import preset_for, presets
 # Every published variant uses these; count_parameters relies on them.
 KERNEL_SIZE = 7
 MLP_RATIO = 4
+DEFAULT_CLASSES = 1000  # what the builders pass when classes is not given
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Variant:
     norm_epsilon: float = 1e-6
     stem_patch_size: int = 4
     stem_norm: bool = True
+    head_hidden_size: int | None = None  # an MLP head (timm's convnext_large_mlp, for CLIP towers)
     # Stochastic depth of the official ImageNet-1k recipe (V1 and isotropic from scratch, V2 fine-tuning);
     # None where the official repositories publish none.
     recipe_drop_path_rate: float | None = None
@@ -53,11 +55,21 @@ class Variant:
             "norm_epsilon": self.norm_epsilon,
             "stem_patch_size": self.stem_patch_size,
             "stem_norm": self.stem_norm,
+            "head_hidden_size": self.head_hidden_size,
         }
 
 
-def _v1(name, builder_name, depths, dims, drop_path=None, norm_epsilon=1e-6):
-    return Variant(name, builder_name, "V1", depths, dims, norm_epsilon=norm_epsilon, recipe_drop_path_rate=drop_path)
+def _v1(name, builder_name, depths, dims, drop_path=None, norm_epsilon=1e-6, head_hidden_size=None):
+    return Variant(
+        name,
+        builder_name,
+        "V1",
+        depths,
+        dims,
+        norm_epsilon=norm_epsilon,
+        head_hidden_size=head_hidden_size,
+        recipe_drop_path_rate=drop_path,
+    )
 
 
 def _v2(name, builder_name, depths, dims, drop_path=None):
@@ -95,6 +107,7 @@ VARIANTS = {
         _v1("convnext_small", "ConvNeXtSmall", _DEEP, (96, 192, 384, 768), drop_path=0.4),
         _v1("convnext_base", "ConvNeXtBase", _DEEP, (128, 256, 512, 1024), drop_path=0.5),
         _v1("convnext_large", "ConvNeXtLarge", _DEEP, (192, 384, 768, 1536), drop_path=0.5),
+        _v1("convnext_large_mlp", "ConvNeXtLargeMLP", _DEEP, (192, 384, 768, 1536), head_hidden_size=1536),
         _v1("convnext_xlarge", "ConvNeXtXLarge", _DEEP, (256, 512, 1024, 2048)),
         _v1("convnext_xxlarge", "ConvNeXtXXLarge", (3, 4, 30, 3), (384, 768, 1536, 3072), norm_epsilon=1e-5),
         _v2("convnextv2_atto", "ConvNeXtV2Atto", _SMALL, (40, 80, 160, 320), drop_path=0.1),
@@ -160,7 +173,12 @@ def count_parameters(name, classes=1000, include_top=True):
         block += width if v.layer_scale_init_value is not None else 0
         total += depth * block
     if include_top:
-        total += 2 * dims[-1] + dims[-1] * classes + classes
+        features = dims[-1]
+        total += 2 * features  # head_layernorm
+        if v.head_hidden_size:
+            total += features * v.head_hidden_size + v.head_hidden_size
+            features = v.head_hidden_size
+        total += features * classes + classes
     return total
 
 
@@ -176,19 +194,49 @@ def create_model(model_name, /, **kwargs):
 def build_variant(variant, *, name=None, weights=None, **kwargs):
     """Builds ``variant`` (a ``Variant`` row) with ``ConvNeXt``; ``kwargs`` may override its architecture.
 
-    ``weights="imagenet"`` means the variant's default preset; a preset of another variant is refused.
+    ``weights="imagenet"`` means the variant's default preset; a preset of another variant is refused. A preset
+    also sets the input normalisation (its mean and std) and, for a CLIP image tower, the embedding head.
 
     Example:
         >>> model = build_variant(VARIANTS["convnextv2_atto"], include_top=False)
     """
     preset = preset_for(weights, variant.name)
-    if preset and presets()[preset]["classes"] is None and kwargs.get("include_top", True):
+    if preset:
+        kwargs = _preset_arguments(preset, variant, kwargs)
+    return ConvNeXt(weights=preset or weights, **{**variant.architecture(), **kwargs}, name=name or variant.name)
+
+
+def _preset_arguments(preset, variant, kwargs):
+    """``kwargs`` completed by what preset ``preset`` fixes; ``ValueError`` (before any building) where they disagree."""
+    record = presets()[preset]
+    changed = [key for key, value in variant.architecture().items() if key in kwargs and kwargs[key] != value]
+    if changed:
+        raise ValueError(
+            f"Preset {preset!r} holds {variant.name} weights; {', '.join(f'{k}={kwargs[k]!r}' for k in changed)} "
+            f"builds another architecture (the preset's: {', '.join(f'{k}={variant.architecture()[k]!r}' for k in changed)})."
+        )
+    include_top = kwargs.get("include_top", True)
+    if record["classes"] is None and include_top:
         raise ValueError(
             f"Preset {preset!r} is a feature backbone without a classifier: build it with include_top=False, "
             "pooling='avg' (keras_convnext.dense_features gives its embedding, patch tokens and stage maps)."
         )
-    weights = preset or weights
-    return ConvNeXt(weights=weights, **{**variant.architecture(), **kwargs}, name=name or variant.name)
+    kwargs = {"pixel_mean": record["eval"]["mean"], "pixel_std": record["eval"]["std"], **kwargs}
+    if record.get("output") == "embedding" and include_top:
+        width = record["classes"]
+        if kwargs.get("classes", DEFAULT_CLASSES) not in (DEFAULT_CLASSES, width):
+            raise ValueError(
+                f"Preset {preset!r} is a CLIP image tower projecting to {width}-dimensional embeddings; build it "
+                f"with classes={width} (the default for this preset), or include_top=False and your own head."
+            )
+        if kwargs.get("classifier_activation", "softmax") not in ("softmax", None):
+            raise ValueError(
+                f"Preset {preset!r} is a CLIP image tower: its output is an embedding with no activation; got "
+                f"classifier_activation={kwargs['classifier_activation']!r}."
+            )
+        kwargs.update(classes=width, classifier_activation=None, head_output="embedding")
+    return kwargs
+
 
 
 # The docstring examples of larger builders are not run by the test suite: they would build 10M-846M parameters.
@@ -206,7 +254,7 @@ def _builder(name):
         input_tensor=None,
         input_shape=None,
         pooling=None,
-        classes=1000,
+        classes=DEFAULT_CLASSES,
         classifier_activation="softmax",
         name=None,
         **kwargs,
@@ -250,6 +298,7 @@ ConvNeXtTiny = _builder("convnext_tiny")
 ConvNeXtSmall = _builder("convnext_small")
 ConvNeXtBase = _builder("convnext_base")
 ConvNeXtLarge = _builder("convnext_large")
+ConvNeXtLargeMLP = _builder("convnext_large_mlp")
 ConvNeXtXLarge = _builder("convnext_xlarge")
 ConvNeXtXXLarge = _builder("convnext_xxlarge")
 ConvNeXtV2Atto = _builder("convnextv2_atto")

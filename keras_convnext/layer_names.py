@@ -1,9 +1,10 @@
 """The names of a ConvNeXt's layers, made and parsed in this one place (standard library only).
 
 A model's layers are named from their place, never from the model's ``name=``: ``stem``,
-``stage_{s}_downsample`` (s >= 1), ``stage_{s}_block_{b}``, ``head_layernorm``, ``head_dense``. The builders,
-the feature extractor, layer decay, freezing, remat and the checkpoint layouts all read these names, so a
-``.weights.h5`` written by one part loads in every other.
+``stage_{s}_downsample`` (s >= 1), ``stage_{s}_block_{b}``, ``head_layernorm``, ``head_hidden`` (the first layer
+of an MLP head, as CLIP towers have), ``head_dense``. The builders, the feature extractor, layer decay, freezing,
+remat and the checkpoint layouts all read these names, so a ``.weights.h5`` written by one part loads in every
+other.
 
 Example:
     >>> block_name(2, 5), parse_stage_layer("stage_2_block_5"), parse_stage_layer("stage_1_downsample")
@@ -14,6 +15,7 @@ import re
 
 STEM = "stem"
 HEAD_LAYERNORM = "head_layernorm"
+HEAD_HIDDEN = "head_hidden"
 HEAD_DROPOUT = "head_dropout"
 HEAD_DENSE = "head_dense"
 

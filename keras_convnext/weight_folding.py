@@ -4,7 +4,8 @@ Folds (each exact in real arithmetic; in float32 the outputs move by rounding on
 
 - a block's LayerNorm ``gamma``/``beta`` into ``pointwise_1``: ``(x̂·γ + β)·W + b = x̂·(γ ⊙ W) + (β·W + b)``;
 - LayerScale into ``pointwise_2``: ``(h·W + b)·s = h·(W ⊙ s) + b·s``;
-- the head's LayerNorm into ``head_dense`` the same way (dropout in between is the identity at inference);
+- the head's LayerNorm into the head's first dense (``head_hidden`` of an MLP head, else ``head_dense``) the same
+  way (dropout in between is the identity at inference);
 - stochastic depth, the identity at inference, is dropped.
 
 Each block then runs three fewer elementwise passes over its activations.
@@ -13,7 +14,7 @@ Each block then runs three fewer elementwise passes over its activations.
 import keras
 import numpy as np
 
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_HIDDEN, HEAD_LAYERNORM
 from keras_convnext.layers import ConvNeXtBlock, LayerNorm
 
 
@@ -62,6 +63,7 @@ def optimize_for_inference(model):
         raise ValueError(f"optimize_for_inference found no ConvNeXtBlock in model {model.name!r}; nothing to fold.")
     names = {layer.name for layer in model.layers}
     fold_head = HEAD_LAYERNORM in names and HEAD_DENSE in names
+    first_head_dense = HEAD_HIDDEN if HEAD_HIDDEN in names else HEAD_DENSE  # the dense the head's norm feeds
 
     def clone_layer(layer):
         config = layer.get_config()
@@ -76,7 +78,7 @@ def optimize_for_inference(model):
         target = optimized.get_layer(layer.name)
         if isinstance(layer, ConvNeXtBlock):
             _fold_block(layer, target)
-        elif fold_head and layer.name == HEAD_DENSE:
+        elif fold_head and layer.name == first_head_dense:
             _set(target, _fold_norm_into_dense(model.get_layer(HEAD_LAYERNORM).get_weights(), layer.get_weights()))
         elif target.weights:
             target.set_weights(layer.get_weights())

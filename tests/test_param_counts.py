@@ -17,6 +17,7 @@ TIMM_PARAMETER_COUNTS = {
     "convnext_small": 50_223_688,
     "convnext_base": 88_591_464,
     "convnext_large": 197_767_336,
+    "convnext_large_mlp": 200_128_168,  # timm's 200.13M: convnext_large plus head.pre_logits.fc (1536 x 1536 + 1536)
     "convnext_xlarge": 350_196_968,
     "convnext_xxlarge": 846_471_016,
     "convnextv2_atto": 3_708_400,

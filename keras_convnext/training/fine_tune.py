@@ -2,13 +2,14 @@
 
 import keras
 
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_LAYERNORM, STEM, parse_stage_layer
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM, STEM, parse_stage_layer
 from keras_convnext.layers.initializers import kernel_initializer
 
 
 def replace_head(model, classes, *, head_init_scale=0.001, classifier_activation="softmax"):
     """A model sharing ``model``'s backbone (and its weights) with a new ``head_dense`` of ``classes`` outputs,
-    initialised at ``head_init_scale`` times the usual scale, as ConvNeXt's fine-tuning recipe does.
+    initialised at ``head_init_scale`` times the usual scale, as ConvNeXt's fine-tuning recipe does. An MLP head
+    keeps its hidden layer (as timm's ``reset_classifier`` does), so a CLIP tower fine-tunes as timm's do.
 
     Example:
         >>> import keras_convnext as kc
@@ -23,7 +24,8 @@ def replace_head(model, classes, *, head_init_scale=0.001, classifier_activation
     layer_names = {layer.name for layer in model.layers}
     if HEAD_DENSE not in layer_names:
         raise ValueError("replace_head needs a model built with include_top=True (it has no 'head_dense' layer).")
-    features = model.get_layer(HEAD_DROPOUT if HEAD_DROPOUT in layer_names else HEAD_LAYERNORM).output
+    features_layer = next(name for name in (HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM) if name in layer_names)
+    features = model.get_layer(features_layer).output
     logits = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name=HEAD_DENSE)(features)
     outputs = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(logits)
     return keras.Model(model.input, outputs, name=model.name)
