@@ -11,13 +11,15 @@ from keras_convnext.weights import presets
 
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.json")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+CROP_MODES = ("center", "squash")
 
 
 def preprocess_image(image, preset="convnext_tiny.fb_in1k"):
     """Resizes and centre-crops an image as ``preset``'s eval config says; returns (size, size, 3) float32 0..255.
 
     The shorter side goes to ``floor(input_size / crop_pct)`` with the preset's interpolation, then the
-    centre ``input_size`` square is kept (timm's eval transform). Mean/std normalisation is left to the
+    centre ``input_size`` square is kept (timm's eval transform); a config with ``crop_mode: "squash"`` resizes
+    the whole image to ``input_size`` squared instead (timm's squash). Mean/std normalisation is left to the
     model (``include_preprocessing=True``). ``image`` is a file path or an RGB array in 0..255; ``preset`` a
     preset name or an eval config ``{"input_size": 224, "crop_pct": 0.875, "interpolation": "bicubic"}``.
 
@@ -48,11 +50,17 @@ def preprocess_image(image, preset="convnext_tiny.fb_in1k"):
             raise ValueError(f"Expected an RGB image of shape (height, width, 3) in 0..255; got shape {array.shape}.")
         picture = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
     size = int(config["input_size"])
+    resample = getattr(Image.Resampling, config["interpolation"].upper())
+    crop_mode = config.get("crop_mode", "center")
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"Preset {preset!r} names crop_mode {crop_mode!r}; expected one of {CROP_MODES}.")
+    if crop_mode == "squash":
+        return np.asarray(picture.resize((size, size), resample), dtype=np.float32)
     scale = math.floor(size / config["crop_pct"])
     width, height = picture.size
     ratio = scale / min(width, height)
     new_size = (max(size, round(width * ratio)), max(size, round(height * ratio)))
-    picture = picture.resize(new_size, getattr(Image.Resampling, config["interpolation"].upper()))
+    picture = picture.resize(new_size, resample)
     left, top = (new_size[0] - size) // 2, (new_size[1] - size) // 2
     return np.asarray(picture.crop((left, top, left + size, top + size)), dtype=np.float32)
 

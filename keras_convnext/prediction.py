@@ -48,6 +48,11 @@ def load_classifier(weights, variant=None):
         record = known[weights]
         if variant and variant != record["variant"]:
             raise ValueError(f"Preset {weights!r} holds {record['variant']} weights, not {variant}.")
+        if record.get("output") == "embedding":
+            raise ValueError(
+                f"Preset {weights!r} is a CLIP image tower: it gives image embeddings, not classes. Compare its "
+                f"embeddings instead (keras_convnext.create_model({record['variant']!r}, weights={weights!r}))."
+            )
         size = record["eval"]["input_size"]
         model = create_model(record["variant"], weights=weights, input_shape=(size, size, 3), classes=record["classes"])
         class_names, eval_config = None, dict(record["eval"])

@@ -18,12 +18,13 @@ FIELDS = {"variant", "source", "layout", "urls", "sha256", "classes", "eval", "l
 @pytest.mark.parametrize("name", list(presets()))
 def test_every_preset_is_well_formed(name):
     record = presets()[name]
-    assert set(record) == FIELDS
+    assert set(record) - {"output"} == FIELDS and record.get("output", "embedding") == "embedding"
     assert record["variant"] in kc.list_models()
     assert record["layout"] in {layout.name for layout in kc.weights.LAYOUTS}
     assert record["urls"] and all(url.startswith("https://") for url in record["urls"])
     assert record["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", record["sha256"])
-    assert record["classes"] in (1000, 21841, None)  # None: a feature backbone (DINOv3)
+    # None: a feature backbone (DINOv3); a CLIP tower's classes is its embedding width.
+    assert record["classes"] in (1000, 21841, None) or record["output"] == "embedding"
     assert {"input_size", "crop_pct", "interpolation", "mean", "std"} <= set(record["eval"])
     if record["variant"].startswith("convnextv2"):
         assert record["license"] == "CC-BY-NC-4.0"

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM, STEM, block_name, downsample_name
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_HIDDEN, HEAD_LAYERNORM, STEM, block_name, downsample_name
 
 LINEAR = {"weight": "kernel", "bias": "bias", "kernel": "kernel"}
 AFFINE = {"weight": "gamma", "bias": "beta", "gamma": "gamma", "beta": "beta"}
@@ -80,6 +80,7 @@ class Layout:
     rules: tuple
     torch_arrays: bool = True
     ignored: str = r"$^"  # keys that carry no weights of ours (e.g. Keras' input normalisation)
+    zero_biases: tuple = ()  # dense layers the source keeps without a bias: theirs is zeros (open_clip's projection)
 
     def matches(self, keys):
         return any(re.fullmatch(self.signature, key) for key in keys)
@@ -102,7 +103,7 @@ class Layout:
             return array.transpose(2, 3, 0, 1)
         if target.endswith("conv/kernel"):  # OIHW -> HWIO
             return array.transpose(2, 3, 1, 0)
-        if target.endswith(("pointwise_1/kernel", "pointwise_2/kernel", f"{HEAD_DENSE}/kernel")):
+        if target.endswith(("pointwise_1/kernel", "pointwise_2/kernel", f"{HEAD_DENSE}/kernel", f"{HEAD_HIDDEN}/kernel")):
             return array.reshape(array.shape[0], -1).T  # Linear (out, in), or a 1x1 conv (out, in, 1, 1)
         return array.reshape(-1)
 
@@ -137,8 +138,24 @@ TIMM = Layout(
         Rule(r"stages\.(\d+)\.downsample\.1\.(weight|bias)", _in_downsample("conv"), LINEAR),
         *_block_rules(r"stages\.(\d+)\.blocks\.(\d+)", block_name, "conv_dw", "norm", r"mlp\.fc1", r"mlp\.fc2", r"mlp\.grn", "gamma"),
         Rule(r"head\.norm\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
+        Rule(r"head\.pre_logits\.fc\.(weight|bias)", HEAD_HIDDEN, LINEAR),  # convnext_large_mlp's MLP head
         Rule(r"head\.fc\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
+)
+
+OPEN_CLIP = Layout(
+    "open_clip",
+    "open_clip CLIP checkpoints of a timm ConvNeXt image tower (visual.trunk.*, visual.head.proj or visual.head.mlp); "
+    "the text tower is ignored",
+    r"visual\.trunk\.stem\.0\.weight",
+    (
+        *(Rule(r"visual\.trunk\." + rule.pattern, rule.prefix, rule.params) for rule in TIMM.rules),
+        Rule(r"visual\.head\.proj\.(weight)", HEAD_DENSE, LINEAR),
+        Rule(r"visual\.head\.mlp\.fc1\.(weight|bias)", HEAD_HIDDEN, LINEAR),
+        Rule(r"visual\.head\.mlp\.fc2\.(weight)", HEAD_DENSE, LINEAR),
+    ),
+    ignored=r"(?!visual\.).*",
+    zero_biases=(HEAD_DENSE,),
 )
 
 TORCHVISION = Layout(
@@ -219,7 +236,7 @@ KERAS_APPLICATIONS = Layout(
     ignored=r".*normalization.*/(mean|variance|count)",
 )
 
-LAYOUTS = (HUGGING_FACE, HUGGING_FACE_DINOV3, TIMM, TORCHVISION, FB, KERAS_APPLICATIONS)
+LAYOUTS = (HUGGING_FACE, HUGGING_FACE_DINOV3, TIMM, OPEN_CLIP, TORCHVISION, FB, KERAS_APPLICATIONS)
 
 
 def detect_layout(keys):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import h5py
 import keras
+import numpy as np
 
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_LAYERNORM
+from keras_convnext.layer_names import HEAD_DENSE, HEAD_HIDDEN, HEAD_LAYERNORM
 from keras_convnext.weights.checkpoint_readers import (
     KERAS_ARCHIVE_WEIGHTS,
     CheckpointFormatError,
@@ -24,7 +25,8 @@ from keras_convnext.weights.saving import save_weights
 
 HEAD_KERNEL = f"{HEAD_DENSE}/kernel"
 HEAD_PREFIXES = (f"{HEAD_DENSE}/",)
-OPTIONAL_PREFIXES = (f"{HEAD_DENSE}/", f"{HEAD_LAYERNORM}/")  # absent from a model without its top or pooling
+# Absent from a model without its top or pooling.
+OPTIONAL_PREFIXES = (f"{HEAD_DENSE}/", f"{HEAD_HIDDEN}/", f"{HEAD_LAYERNORM}/")
 
 
 def canonical_key(path):
@@ -70,6 +72,10 @@ def convert_state_dict(state, layout=None):
                 unmatched.append(key)
             continue
         arrays[target] = layout.to_keras(target, value)
+    for dense in layout.zero_biases:
+        kernel = arrays.get(f"{dense}/kernel")
+        if kernel is not None and f"{dense}/bias" not in arrays:
+            arrays[f"{dense}/bias"] = np.zeros(kernel.shape[-1], dtype=kernel.dtype)
     return arrays, unmatched, layout
 
 
@@ -88,6 +94,7 @@ def assign_arrays(model, arrays, *, source="checkpoint", unmatched=()):
         >>> skipped = assign_arrays(model, {"stem/conv/kernel": kernel, ...})  # every key of the model  # doctest: +SKIP
     """
     slots = model_slots(model)
+    _check_head_kind(slots, arrays, source)
     skipped = []
     head_kernel = arrays.get(HEAD_KERNEL)
     if head_kernel is not None and HEAD_KERNEL in slots:
@@ -124,6 +131,21 @@ def assign_arrays(model, arrays, *, source="checkpoint", unmatched=()):
         if key in arrays and key not in skipped:
             variable.assign(arrays[key].astype(variable.dtype))
     return skipped
+
+
+def _check_head_kind(slots, arrays, source):
+    """A model with its top and a checkpoint must agree on an MLP head (``head_hidden``) or a linear one."""
+    hidden = f"{HEAD_HIDDEN}/kernel"
+    if HEAD_KERNEL not in slots or HEAD_KERNEL not in arrays or (hidden in arrays) == (hidden in slots):
+        return
+    if hidden in arrays:
+        raise ValueError(
+            f"The {source} has an MLP head ({HEAD_HIDDEN}, {arrays[hidden].shape[1]} units, as convnext_large_mlp's "
+            f"CLIP towers) and the model a linear one: build it with head_hidden_size={arrays[hidden].shape[1]}."
+        )
+    raise ValueError(
+        f"The {source} has a linear head and the model an MLP head ({HEAD_HIDDEN}): build it with head_hidden_size=None."
+    )
 
 
 def _first(keys, limit=6):
@@ -232,7 +254,7 @@ def _check_keras_file_fits(model, path, shown):
         f["layers"].visititems(lambda name, obj: in_file.append(obj.shape) if isinstance(obj, h5py.Dataset) else None)
     in_model = [tuple(v.shape) for v in model.weights if not canonical_key(v.path).startswith(OPTIONAL_PREFIXES)]
     not_found = collections.Counter(in_model) - collections.Counter(in_file)
-    head_tensors = 4  # head_layernorm gamma/beta, head_dense kernel/bias
+    head_tensors = 6  # head_layernorm gamma/beta, head_hidden and head_dense kernel/bias
     if not_found or len(in_file) > len(in_model) + head_tensors:
         raise ValueError(
             f"{shown} does not fit this model: it holds {len(in_file)} tensors and the model {len(in_model)} "
