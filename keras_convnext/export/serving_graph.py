@@ -1,16 +1,54 @@
-"""The TF Serving signatures of a ConvNeXt classifier, built under the TensorFlow backend with plain TF ops.
+"""The TF Serving signatures of a ConvNeXt, built under the TensorFlow backend with plain TF ops.
 
 ``serving_default`` takes float32 pixels (0..255), ``serving_uint8`` uint8 pixels, ``serving_image_bytes`` a batch
-of encoded JPEG/PNG/BMP/GIF strings, decoded, resized and centre-cropped in the graph. All three return
-``probabilities``, ``top_k_indices``, ``top_k_scores`` and, when the class names are known, ``top_k_class_names``.
+of encoded JPEG/PNG/BMP/GIF strings, decoded, resized and centre-cropped in the graph. All three return, for a
+classifier, ``probabilities``, ``top_k_indices``, ``top_k_scores`` and, when the class names are known,
+``top_k_class_names``; for a CLIP image tower (``head_output="embedding"``), ``embedding``; for a backbone built
+with ``include_top=False, pooling="avg"`` (DINOv3), ``embedding`` and ``patch_tokens`` (``dense_features``).
 """
 
 import keras
 
 from keras_convnext.image_headers import DEFAULT_MAX_PIXELS
+from keras_convnext.layer_names import HEAD_DENSE
 
 SIGNATURES = ("serving_default", "serving_uint8", "serving_image_bytes")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+
+
+def served_outputs(model):
+    """``(kind, module, images -> dict of float32 outputs)``: what the signatures of ``model`` return, and the
+    Keras model holding the weights they use. ``kind`` is ``"classes"``, ``"embedding"`` or ``"dense_features"``.
+
+    Example:
+        >>> import keras_convnext as kc
+        >>> tower = kc.ConvNeXt((1, 1), (8, 16), input_shape=(32, 32, 3), classes=4, head_output="embedding",
+        ...                     classifier_activation=None)
+        >>> served_outputs(tower)[0]
+        'embedding'
+    """
+    import tensorflow as tf
+
+    from keras_convnext.applications import dense_features
+
+    names = {layer.name for layer in model.layers}
+    if "embedding" in names:
+        return "embedding", model, lambda images: {"embedding": tf.cast(model(images, training=False), "float32")}
+    if HEAD_DENSE in names:
+        return "classes", model, _probabilities(model)
+    try:
+        features = dense_features(model)
+    except ValueError as error:
+        raise ValueError(
+            "Export expects a classifier, a CLIP image tower (head_output='embedding') or a feature backbone built "
+            f"with include_top=False, pooling='avg'. {error}"
+        ) from None
+
+    def embedding_and_patch_tokens(images):
+        outputs = features(images, training=False)
+        return {name: tf.cast(outputs[name], "float32") for name in ("embedding", "patch_tokens")}
+
+    return "dense_features", features, embedding_and_patch_tokens
 
 
 def _probabilities(model):
@@ -141,7 +179,10 @@ def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, in
     height, width, channels = model.input_shape[1:]
     if height is None or width is None or height != width or channels != 3:
         raise ValueError(f"Export needs a fixed square RGB input; the model takes {model.input_shape}. Rebuild it with input_shape=(S, S, 3).")
+    kind, module, model_outputs = served_outputs(model)
     classes = model.output_shape[-1]
+    if class_names is not None and kind != "classes":
+        raise ValueError(f"class_names apply to classifiers; this model's signatures return its {kind.replace('_', ' ')}.")
     if class_names is not None and len(class_names) != classes:
         raise ValueError(f"class_names has {len(class_names)} names for a model of {classes} classes.")
     if interpolation not in INTERPOLATIONS:
@@ -149,7 +190,6 @@ def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, in
     if not 0 < crop_pct <= 1:
         raise ValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}.")
     k = min(top_k, classes)
-    probabilities = _probabilities(model)
     names = None if class_names is None else tf.constant(list(class_names))
 
     def outputs(pixels):
@@ -163,7 +203,9 @@ def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, in
         )
         with tf.control_dependencies([finite]):
             pixels = tf.identity(pixels)
-        probs = tf.cast(probabilities(tf.cast(pixels, "float32")), "float32")
+        if kind != "classes":
+            return model_outputs(tf.cast(pixels, "float32"))
+        probs = tf.cast(model_outputs(tf.cast(pixels, "float32")), "float32")
         scores, indices = tf.math.top_k(probs, k=k)
         result = {"probabilities": probs, "top_k_indices": indices, "top_k_scores": scores}
         if names is not None:
@@ -179,7 +221,7 @@ def build_export_archive(model, *, class_names=None, top_k=5, crop_pct=0.875, in
         return outputs(pixels)
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(module)
     image_spec = lambda dtype: [tf.TensorSpec((None, height, width, 3), dtype, name="images")]  # noqa: E731
     archive.add_endpoint("serving_default", outputs, input_signature=image_spec("float32"))
     archive.add_endpoint("serving_uint8", outputs, input_signature=image_spec("uint8"))
