@@ -195,7 +195,8 @@ def build_variant(variant, *, name=None, weights=None, **kwargs):
     """Builds ``variant`` (a ``Variant`` row) with ``ConvNeXt``; ``kwargs`` may override its architecture.
 
     ``weights="imagenet"`` means the variant's default preset; a preset of another variant is refused. A preset
-    also sets the input normalisation (its mean and std) and, for a CLIP image tower, the embedding head.
+    also sets the input normalisation (its mean and std), the default input size (its eval size) and, for a CLIP
+    image tower, the embedding head.
 
     Example:
         >>> model = build_variant(VARIANTS["convnextv2_atto"], include_top=False)
@@ -221,7 +222,12 @@ def _preset_arguments(preset, variant, kwargs):
             f"Preset {preset!r} is a feature backbone without a classifier: build it with include_top=False, "
             "pooling='avg' (keras_convnext.dense_features gives its embedding, patch tokens and stage maps)."
         )
-    kwargs = {"pixel_mean": record["eval"]["mean"], "pixel_std": record["eval"]["std"], **kwargs}
+    preset_defaults = {
+        "pixel_mean": record["eval"]["mean"],
+        "pixel_std": record["eval"]["std"],
+        "default_size": record["eval"]["input_size"],
+    }
+    kwargs = {**preset_defaults, **kwargs}
     if record.get("output") == "embedding" and include_top:
         width = record["classes"]
         if kwargs.get("classes", DEFAULT_CLASSES) not in (DEFAULT_CLASSES, width):

@@ -117,6 +117,7 @@ def test_a_clip_tower_preset_builds_an_embedding_model_with_clip_normalisation(w
     monkeypatch.setitem(record, "sha256", sha256_of(path))
     tower = kc.create_model("convnext_atto", weights="convnext_base.clip_laion2b", input_shape=(64, 64, 3))
     assert tower.output_shape == (None, width) and tower.layers[-1].name == "embedding"
+    assert kc.create_model("convnext_atto", weights="convnext_base.clip_laion2b").input_shape == (None, 256, 256, 3)
     images = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     _assert_close(tower(images), timm_forward(state, images, depths), "preset tower")
     # ImageNet's statistics instead of CLIP's would move the embedding far beyond the tolerance.
