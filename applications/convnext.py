@@ -15,7 +15,7 @@ from keras_convnext.applications.model_inputs import (
     pixel_normalization,
     resolve_input_shape,
 )
-from keras_convnext.weights import load_checkpoint, resolve_weights
+from keras_convnext.weights import load_checkpoint, presets, resolve_weights
 
 
 def drop_path_rates(depths, drop_path_rate):
@@ -31,6 +31,23 @@ def drop_path_rates(depths, drop_path_rate):
         per_stage.append([round(r, 12) for r in rates[start : start + depth]])
         start += depth
     return per_stage
+
+
+def _check_preset_fits(weights, pixel_mean, pixel_std, normalises, head_output):
+    """A preset's weights give right answers only with its normalisation and head; the variant builders set both."""
+    record = presets().get(weights) if isinstance(weights, str) else None
+    if record is None:
+        return
+    wants = "embedding" if record.get("output") == "embedding" else "predictions"
+    mismatched_statistics = normalises and (
+        check_pixel_statistics(pixel_mean, pixel_std) != check_pixel_statistics(record["eval"]["mean"], record["eval"]["std"])
+    )
+    if mismatched_statistics or (head_output and head_output != wants):
+        raise ValueError(
+            f"Preset {weights!r} expects pixel_mean={tuple(record['eval']['mean'])}, pixel_std={tuple(record['eval']['std'])}"
+            f" and head_output={wants!r}; build it with keras_convnext.create_model({record['variant']!r}, "
+            f"weights={weights!r}), which sets them."
+        )
 
 
 def ConvNeXt(
@@ -104,6 +121,7 @@ def ConvNeXt(
         >>> model.output_shape
         (None, 10)
     """
+    _check_preset_fits(weights, pixel_mean, pixel_std, include_preprocessing, head_output if include_top else None)
     weights_path = resolve_weights(weights)
     depths, dims = tuple(int(d) for d in depths), tuple(int(d) for d in dims)
     if not depths or len(depths) != len(dims) or min(depths) < 1 or min(dims) < 1:

@@ -210,7 +210,10 @@ def build_variant(variant, *, name=None, weights=None, **kwargs):
 def _preset_arguments(preset, variant, kwargs):
     """``kwargs`` completed by what preset ``preset`` fixes; ``ValueError`` (before any building) where they disagree."""
     record = presets()[preset]
-    changed = [key for key, value in variant.architecture().items() if key in kwargs and kwargs[key] != value]
+    def plain(value):
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+
+    changed = [key for key, value in variant.architecture().items() if key in kwargs and plain(kwargs[key]) != plain(value)]
     if changed:
         raise ValueError(
             f"Preset {preset!r} holds {variant.name} weights; {', '.join(f'{k}={kwargs[k]!r}' for k in changed)} "

@@ -136,6 +136,10 @@ def test_a_clip_preset_built_with_another_head_is_refused_before_downloading(arg
         kc.create_model("convnext_large_mlp", weights="convnext_large_mlp.clip_laion2b_augreg", **arguments)
     with pytest.raises(ValueError, match=r"holds convnext_large_mlp weights, not convnext_large\b"):
         kc.create_model("convnext_large", weights="convnext_large_mlp.clip_laion2b_augreg")
+    with pytest.raises(ValueError, match=r"expects pixel_mean=\(0.48145466, .*head_output='embedding'; build it with "
+                                         r"keras_convnext.create_model\('convnext_large_mlp'"):
+        kc.ConvNeXt((3, 3, 27, 3), (192, 384, 768, 1536), head_hidden_size=1536, classes=768,
+                    weights="convnext_large_mlp.clip_laion2b_augreg")
 
 
 @pytest.mark.once
