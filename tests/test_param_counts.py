@@ -68,7 +68,9 @@ def test_built_model_has_the_exact_parameter_count(name):
     _build_and_count(name)
 
 
+# Variable shapes are the builder's, not the backend's: the full-size builds (about two minutes) run once per suite.
 @pytest.mark.large
+@pytest.mark.once
 @pytest.mark.parametrize("name", [name for name in kc.list_models() if kc.count_parameters(name) > FAST_TIER_LIMIT])
 def test_built_full_size_model_has_the_exact_parameter_count(name):
     _build_and_count(name)
