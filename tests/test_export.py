@@ -253,25 +253,28 @@ def test_the_serving_graph_reads_the_declared_size_of_each_format_before_decodin
 
 
 @pytest.mark.once
-def test_a_clip_tower_serves_its_embedding_and_a_dinov3_backbone_its_embedding_and_patch_tokens(tmp_path, rng):
+@pytest.mark.parametrize("kind", ["clip_tower", pytest.param("dinov3_backbone", marks=pytest.mark.large)])
+def test_a_clip_tower_serves_its_embedding_and_a_dinov3_backbone_its_embedding_and_patch_tokens(tmp_path, rng, kind):
     import tensorflow as tf
 
-    tower = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(SIZE, SIZE, 3), classes=6, head_hidden_size=10,
-                                head_output="embedding", classifier_activation=None), scale=0.2)
-    backbone = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(SIZE, SIZE, 3), include_top=False, pooling="avg"), scale=0.2)
     images = rng.integers(0, 256, (3, SIZE, SIZE, 3)).astype("float32")
-    dense = kc.dense_features(backbone).predict(images, verbose=0)
-    cases = {"tower": (tower, {"embedding": tower.predict(images, verbose=0)}),
-             "backbone": (backbone, {name: dense[name] for name in ("embedding", "patch_tokens")})}
-    for name, (model, expected) in cases.items():
-        version = export_saved_model(model, tmp_path / name, crop_pct=1.0, interpolation="bilinear")
-        loaded = tf.saved_model.load(str(version))
-        requests = {"serving_default": {"images": tf.constant(images)},
-                    "serving_image_bytes": {"image_bytes": tf.constant([bytes(_png(image)) for image in images])}}
-        for signature, request in requests.items():
-            outputs = {key: value.numpy() for key, value in loaded.signatures[signature](**request).items()}
-            assert sorted(outputs) == sorted(expected), (name, signature)
-            for key, value in expected.items():
-                np.testing.assert_allclose(outputs[key], value, atol=1e-4, err_msg=f"{name} {signature} {key}")
-    with pytest.raises(ValueError, match="class_names apply to classifiers; this model's signatures return its embedding"):
-        export_saved_model(tower, tmp_path / "named", class_names=[str(i) for i in range(6)])
+    if kind == "clip_tower":
+        model = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(SIZE, SIZE, 3), classes=6, head_hidden_size=10,
+                                    head_output="embedding", classifier_activation=None), scale=0.2)
+        expected = {"embedding": model.predict(images, verbose=0)}
+    else:
+        model = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(SIZE, SIZE, 3), include_top=False, pooling="avg"), scale=0.2)
+        dense = kc.dense_features(model).predict(images, verbose=0)
+        expected = {name: dense[name] for name in ("embedding", "patch_tokens")}
+    version = export_saved_model(model, tmp_path / kind, crop_pct=1.0, interpolation="bilinear")
+    loaded = tf.saved_model.load(str(version))
+    requests = {"serving_default": {"images": tf.constant(images)},
+                "serving_image_bytes": {"image_bytes": tf.constant([bytes(_png(image)) for image in images])}}
+    for signature, request in requests.items():
+        outputs = {key: value.numpy() for key, value in loaded.signatures[signature](**request).items()}
+        assert sorted(outputs) == sorted(expected), signature
+        for key, value in expected.items():
+            np.testing.assert_allclose(outputs[key], value, atol=1e-4, err_msg=f"{kind} {signature} {key}")
+    if kind == "clip_tower":
+        with pytest.raises(ValueError, match="class_names apply to classifiers; this model's signatures return its embedding"):
+            export_saved_model(model, tmp_path / "named", class_names=[str(i) for i in range(6)])
