@@ -15,7 +15,7 @@ from keras_convnext.applications.model_inputs import (
     pixel_normalization,
     resolve_input_shape,
 )
-from keras_convnext.weights import load_checkpoint, presets, resolve_weights
+from keras_convnext.weights import load_checkpoint, preset_output, presets, resolve_weights
 
 
 def drop_path_rates(depths, drop_path_rate):
@@ -34,13 +34,14 @@ def drop_path_rates(depths, drop_path_rate):
 
 
 def _check_preset_fits(weights, pixel_mean, pixel_std, normalises, head_output):
-    """A preset's weights give right answers only with its normalisation and head; the variant builders set both."""
+    """A preset's weights give right answers only with its normalisation and head; the variant builders set both.
+    ``pixel_mean`` / ``pixel_std`` are already checked tuples."""
     record = presets().get(weights) if isinstance(weights, str) else None
     if record is None:
         return
-    wants = "embedding" if record.get("output") == "embedding" else "predictions"
+    wants = preset_output(weights)
     mismatched_statistics = normalises and (
-        check_pixel_statistics(pixel_mean, pixel_std) != check_pixel_statistics(record["eval"]["mean"], record["eval"]["std"])
+        (pixel_mean, pixel_std) != check_pixel_statistics(record["eval"]["mean"], record["eval"]["std"])
     )
     if mismatched_statistics or (head_output and head_output != wants):
         raise ValueError(
@@ -121,6 +122,7 @@ def ConvNeXt(
         >>> model.output_shape
         (None, 10)
     """
+    pixel_mean, pixel_std = check_pixel_statistics(pixel_mean, pixel_std)
     _check_preset_fits(weights, pixel_mean, pixel_std, include_preprocessing, head_output if include_top else None)
     weights_path = resolve_weights(weights)
     depths, dims = tuple(int(d) for d in depths), tuple(int(d) for d in dims)
@@ -139,7 +141,6 @@ def ConvNeXt(
         "head_output": head_output,
     }
     check_head_arguments(**head_arguments)
-    pixel_mean, pixel_std = check_pixel_statistics(pixel_mean, pixel_std)
     data_format = standardize_data_format(data_format)
     input_shape = resolve_input_shape(
         input_shape,

@@ -2,13 +2,13 @@
 
 import keras
 
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM
+from keras_convnext.layer_names import EMBEDDING, HEAD_DENSE, HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM, PREDICTIONS
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.layer_norm import LayerNorm
 
 POOLINGS = (None, "avg", "max")
 # What the top's last layer gives: class scores, or an image embedding (a CLIP tower's projection, no activation).
-HEAD_OUTPUTS = ("predictions", "embedding")
+HEAD_OUTPUTS = (PREDICTIONS, EMBEDDING)
 
 
 def _positive_integer(value):
@@ -17,7 +17,7 @@ def _positive_integer(value):
 
 def check_head_arguments(
     *, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale, head_hidden_size=None,
-    head_output="predictions",
+    head_output=PREDICTIONS,
 ):
     """Raises ``ValueError`` naming the first bad head argument.
 
@@ -35,7 +35,7 @@ def check_head_arguments(
         raise ValueError(f"head_output must be one of {HEAD_OUTPUTS}; got {head_output!r}.")
     if not include_top:
         return
-    if head_output == "embedding" and classifier_activation is not None:
+    if head_output == EMBEDDING and classifier_activation is not None:
         raise ValueError(
             f"head_output='embedding' is a linear projection; classifier_activation must be None, got "
             f"{classifier_activation!r}."
@@ -68,7 +68,7 @@ def pool(x, pooling, data_format):
 
 def head(
     x, *, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale, norm_epsilon, data_format,
-    head_hidden_size=None, head_output="predictions",
+    head_hidden_size=None, head_output=PREDICTIONS,
 ):
     """Adds ConvNeXt's head on the last feature map.
 

@@ -8,7 +8,7 @@ import dataclasses
 import difflib
 
 from keras_convnext.applications.convnext import ConvNeXt
-from keras_convnext.weights import preset_for, presets
+from keras_convnext.weights import preset_for, preset_output, presets
 
 # Every published variant uses these; count_parameters relies on them.
 KERNEL_SIZE = 7
@@ -210,14 +210,16 @@ def build_variant(variant, *, name=None, weights=None, **kwargs):
 def _preset_arguments(preset, variant, kwargs):
     """``kwargs`` completed by what preset ``preset`` fixes; ``ValueError`` (before any building) where they disagree."""
     record = presets()[preset]
+    architecture = variant.architecture()
+
     def plain(value):
         return tuple(value) if isinstance(value, (list, tuple)) else value
 
-    changed = [key for key, value in variant.architecture().items() if key in kwargs and plain(kwargs[key]) != plain(value)]
+    changed = [key for key, value in architecture.items() if key in kwargs and plain(kwargs[key]) != plain(value)]
     if changed:
         raise ValueError(
             f"Preset {preset!r} holds {variant.name} weights; {', '.join(f'{k}={kwargs[k]!r}' for k in changed)} "
-            f"builds another architecture (the preset's: {', '.join(f'{k}={variant.architecture()[k]!r}' for k in changed)})."
+            f"builds another architecture (the preset's: {', '.join(f'{k}={architecture[k]!r}' for k in changed)})."
         )
     include_top = kwargs.get("include_top", True)
     if record["classes"] is None and include_top:
@@ -231,7 +233,7 @@ def _preset_arguments(preset, variant, kwargs):
         "default_size": record["eval"]["input_size"],
     }
     kwargs = {**preset_defaults, **kwargs}
-    if record.get("output") == "embedding" and include_top:
+    if preset_output(preset) == "embedding" and include_top:
         width = record["classes"]
         if kwargs.get("classes", DEFAULT_CLASSES) not in (DEFAULT_CLASSES, width):
             raise ValueError(

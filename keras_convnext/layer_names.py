@@ -18,6 +18,9 @@ HEAD_LAYERNORM = "head_layernorm"
 HEAD_HIDDEN = "head_hidden"
 HEAD_DROPOUT = "head_dropout"
 HEAD_DENSE = "head_dense"
+# The top's last layer: a classifier's activation, or a CLIP tower's embedding (no activation).
+PREDICTIONS = "predictions"
+EMBEDDING = "embedding"
 
 _STAGE_LAYER = re.compile(r"^stage_(\d+)_(?:block_(\d+)|downsample)$")
 

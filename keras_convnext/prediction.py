@@ -39,7 +39,7 @@ def load_classifier(weights, variant=None):
     """
     from keras_convnext.imagenet import imagenet_classes
     from keras_convnext.trained_model import describe_source, load_source
-    from keras_convnext.weights import presets
+    from keras_convnext.weights import preset_output, presets
 
     known = presets()
     if isinstance(weights, str) and weights in known:
@@ -48,7 +48,7 @@ def load_classifier(weights, variant=None):
         record = known[weights]
         if variant and variant != record["variant"]:
             raise ValueError(f"Preset {weights!r} holds {record['variant']} weights, not {variant}.")
-        if record.get("output") == "embedding":
+        if preset_output(weights) == "embedding":
             raise ValueError(
                 f"Preset {weights!r} is a CLIP image tower: it gives image embeddings, not classes. Compare its "
                 f"embeddings instead (keras_convnext.create_model({record['variant']!r}, weights={weights!r}))."

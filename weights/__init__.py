@@ -15,7 +15,7 @@ from keras_convnext.weights.loading import (
     model_slots,
     read_checkpoint,
 )
-from keras_convnext.weights.presets import list_presets, preset_for, presets, unknown_preset_hint
+from keras_convnext.weights.presets import list_presets, preset_for, preset_output, presets, unknown_preset_hint
 from keras_convnext.weights.resolve import convert, load_weights, resolve_weights
 from keras_convnext.weights.saving import save_weights
 
@@ -33,6 +33,7 @@ __all__ = [
     "load_weights",
     "model_slots",
     "preset_for",
+    "preset_output",
     "presets",
     "read_checkpoint",
     "read_state_dict",

@@ -57,6 +57,16 @@ def preset_for(weights, variant):
     return weights
 
 
+def preset_output(name):
+    """What preset ``name``'s top gives: ``"embedding"`` for a CLIP image tower, else ``"predictions"``.
+
+    Example:
+        >>> preset_output("convnext_base.clip_laion2b"), preset_output("convnext_tiny.fb_in1k")
+        ('embedding', 'predictions')
+    """
+    return presets()[name].get("output", "predictions")
+
+
 def unknown_preset_hint(weights):
     """A sentence naming the closest preset names, for errors about a string that is neither file nor preset.
 

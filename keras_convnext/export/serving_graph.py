@@ -10,7 +10,7 @@ with ``include_top=False, pooling="avg"`` (DINOv3), ``embedding`` and ``patch_to
 import keras
 
 from keras_convnext.image_headers import DEFAULT_MAX_PIXELS
-from keras_convnext.layer_names import HEAD_DENSE
+from keras_convnext.layer_names import EMBEDDING, HEAD_DENSE, PREDICTIONS
 
 SIGNATURES = ("serving_default", "serving_uint8", "serving_image_bytes")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
@@ -32,7 +32,7 @@ def served_outputs(model):
     from keras_convnext.applications import dense_features
 
     names = {layer.name for layer in model.layers}
-    if "embedding" in names:
+    if EMBEDDING in names:
         return "embedding", model, lambda images: {"embedding": tf.cast(model(images, training=False), "float32")}
     if HEAD_DENSE in names:
         return "classes", model, _probabilities(model)
@@ -55,7 +55,7 @@ def _probabilities(model):
     """A function images -> probabilities: the model's softmax head as is, a linear head through a softmax."""
     import tensorflow as tf
 
-    activation = model.get_layer("predictions").activation if "predictions" in {l.name for l in model.layers} else None
+    activation = model.get_layer(PREDICTIONS).activation if PREDICTIONS in {l.name for l in model.layers} else None
     if activation is keras.activations.softmax:
         return lambda images: model(images, training=False)
     if activation in (None, keras.activations.linear):

@@ -2,7 +2,15 @@
 
 import keras
 
-from keras_convnext.layer_names import HEAD_DENSE, HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM, STEM, parse_stage_layer
+from keras_convnext.layer_names import (
+    HEAD_DENSE,
+    HEAD_DROPOUT,
+    HEAD_HIDDEN,
+    HEAD_LAYERNORM,
+    PREDICTIONS,
+    STEM,
+    parse_stage_layer,
+)
 from keras_convnext.layers.initializers import kernel_initializer
 
 
@@ -27,7 +35,7 @@ def replace_head(model, classes, *, head_init_scale=0.001, classifier_activation
     features_layer = next(name for name in (HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM) if name in layer_names)
     features = model.get_layer(features_layer).output
     logits = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name=HEAD_DENSE)(features)
-    outputs = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(logits)
+    outputs = keras.layers.Activation(classifier_activation, dtype="float32", name=PREDICTIONS)(logits)
     return keras.Model(model.input, outputs, name=model.name)
 
 
