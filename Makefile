@@ -21,7 +21,8 @@ bench: $(STAMP)
 		KERAS_BACKEND=$$backend $(VENV)/bin/keras-convnext bench --json benchmark-results/cpu-$$backend.json || exit 1; \
 	done
 
-# BENCHMARKS.md's GPU table (a CUDA machine with keras, torch, timm and jax): compiled, bf16, batch 256.
+# BENCHMARKS.md's GPU checks (a CUDA machine with keras, torch, timm and jax): one weight file on GPU vs CPU, then
+# the compiled throughput table (bf16, batch 256).
 GPU_PYTHON ?= python3
 bench-gpu:
 	sh keras_convnext/benchmarks/gpu.sh benchmark-results $(GPU_PYTHON)

@@ -87,3 +87,41 @@ def test_op_profile_prints_a_table_for_the_backend():
         assert [row.split()[0] for row in rows] == ["1x8x8x8"]
         # Four timings per row; on inputs this small they may round to 0.0 ms, so only their form is checked.
         assert all(len(row.split()) == 5 and all(float(cell) >= 0 for cell in row.split()[1:]) for row in rows)
+
+
+@pytest.mark.once
+def test_gpu_weight_parity_fails_on_float32_drift_and_on_top1_flips_that_are_not_near_ties():
+    import numpy as np
+
+    from keras_convnext.benchmarks.gpu_weight_parity import FLOAT32_TOLERANCE, RUNS, compare
+
+    # Image 0 has a clear winner (margin 2.0), image 1 a near-tie (margin 1e-3).
+    truth = np.array([[3.0, 1.0, 0.0], [1.0, 1.001, 0.0]], "float32")
+    reference = {run: truth for run in RUNS}
+    near_tie_flipped = {**reference, "bfloat16_eager": truth + np.array([[0, 0, 0], [2e-3, 0, 0]], "float32")}
+    assert compare(reference, near_tie_flipped)["passed"]
+    assert compare(reference, near_tie_flipped)["bfloat16_eager"]["of_which_near_ties"] == [1]
+    clear_winner_flipped = {**reference, "bfloat16_compiled": truth[:, [1, 0, 2]]}
+    assert not compare(reference, clear_winner_flipped)["passed"]
+    drifted = {**reference, "float32_compiled": truth + 2 * FLOAT32_TOLERANCE}
+    result = compare(reference, drifted)
+    assert not result["passed"] and not result["float32_compiled"]["within_tolerance"]
+
+
+@pytest.mark.large
+@pytest.mark.once
+def test_gpu_weight_parity_runs_end_to_end_on_a_machine_without_a_gpu(tmp_path):
+    from keras_convnext.benchmarks.gpu_weight_parity import main as parity
+
+    result = tmp_path / "parity.json"
+    assert parity([str(result), "--variant", "convnext_atto", "--image-size", "32", "--batch-size", "4",
+                   "--accelerator", "cpu"]) == 0
+    report = json.loads(result.read_text())
+    assert report["passed"] and report["cross_backend_cpu_float32_max_abs_diff"] < 1e-4
+    for backend in ("torch", "jax"):
+        assert "cpu" in report[backend]["device"].lower()
+        # The CPU stands for the GPU here: what is compared is compiled against eager, bfloat16 against float32.
+        assert 0 < report[backend]["float32_compiled"]["max_abs_diff"] < 1e-5
+        assert 0 < report[backend]["bfloat16_eager"]["max_abs_diff"] < 0.1 * report[backend]["logit_scale"]
+        assert report[backend]["bfloat16_eager"]["top1_agreement"].endswith("/4")
+    assert not list(tmp_path.glob("*.h5"))  # the weights stay in a temporary folder

@@ -1,17 +1,37 @@
 #!/bin/sh
-# BENCHMARKS.md's GPU table in one command: ConvNeXt-T, 224x224, mixed bfloat16, batch 256, this package compiled
-# (torch.compile on the torch backend, XLA on JAX) against timm eager and timm torch.compile, alternating rounds.
-# Needs a Python with keras, torch (CUDA), timm and jax; TensorFlow is not needed.
-#   sh keras_convnext/benchmarks/gpu.sh [RESULTS_DIR] [PYTHON]      (make bench-gpu)
+# BENCHMARKS.md's GPU checks in one command, on a CUDA machine with keras, torch (CUDA), timm and jax (no TensorFlow):
+# 1. one .weights.h5 under torch and JAX on the GPU against the CPU's float32 logits (gpu_weight_parity);
+# 2. throughput: ConvNeXt-T, 224x224, mixed bfloat16, batch 256, this package compiled (torch.compile on the torch
+#    backend, XLA on JAX) against timm eager and timm torch.compile, alternating rounds.
+#   sh keras_convnext/benchmarks/gpu.sh [RESULTS_DIR] [PYTHON] [parity|throughput ...]      (make bench-gpu)
 set -eu
 results=${1:-benchmark-results}
 python=${2:-python3}
+shift $(( $# < 2 ? $# : 2 ))
+parts=${*:-parity throughput}
 mkdir -p "$results"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z ' 'a-z-' | sed 's/^nvidia-//')
-for backend in torch jax; do
-    # JAX would otherwise take 75% of the GPU's memory up front, leaving torch's baselines too little.
-    KERAS_BACKEND=$backend XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 "$python" -m keras_convnext bench \
-        --variant convnext_tiny --image-size 224 --dtype bfloat16 --batch-size 256 --rounds 5 --warmup 3 \
-        --jit-compile on --baselines torch_eager torch_compile \
-        --json "$results/$gpu-$backend-bf16-b256-compiled.json"
+status=0
+for part in $parts; do
+    case $part in
+    parity)
+        # Exits 1 when a figure is out of tolerance; the throughput part still runs.
+        KERAS_BACKEND=torch PYTHONUNBUFFERED=1 "$python" -m keras_convnext.benchmarks.gpu_weight_parity \
+            "$results/$gpu-weight-parity.json" || status=1
+        ;;
+    throughput)
+        for backend in torch jax; do
+            # JAX would otherwise take 75% of the GPU's memory up front, leaving torch's baselines too little.
+            KERAS_BACKEND=$backend XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 "$python" -m keras_convnext bench \
+                --variant convnext_tiny --image-size 224 --dtype bfloat16 --batch-size 256 --rounds 5 --warmup 3 \
+                --jit-compile on --baselines torch_eager torch_compile \
+                --json "$results/$gpu-$backend-bf16-b256-compiled.json"
+        done
+        ;;
+    *)
+        echo "gpu.sh: unknown part '$part'; expected parity or throughput" >&2
+        exit 2
+        ;;
+    esac
 done
+exit $status
