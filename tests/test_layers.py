@@ -137,6 +137,51 @@ def test_depthwise_conv_fast_path_per_backend():
         assert fast_path("depthwise") == {"torch": "torch_conv2d"}.get(keras.backend.backend(), "portable")
 
 
+def _depthwise_paths():
+    from keras_convnext.layers.fast_paths import BACKEND_PATHS
+
+    return BACKEND_PATHS.get(keras.backend.backend(), {}).get("depthwise", ())
+
+
+@pytest.mark.parametrize("path", _depthwise_paths())
+def test_every_depthwise_path_of_the_backend_gives_the_portable_outputs_and_gradients(rng, path):
+    from keras_convnext.layers.fast_paths import use_fast_paths
+
+    layer = kc.DepthwiseConv(7)
+    model = keras.Sequential([keras.Input((9, 8, 6)), layer])
+    layer.set_weights([rng.normal(size=(7, 7, 6, 1)).astype("float32"), rng.normal(size=6).astype("float32")])
+    x = rng.normal(size=(2, 9, 8, 6)).astype("float32")
+    cube = lambda y: keras.ops.sum(y * y * y)  # noqa: E731  (a gradient that depends on the outputs)
+    with use_fast_paths(depthwise=path):
+        fast_outputs, (fast_loss, fast_gradients) = _np(model(x)), loss_and_gradients(model, x, cube)
+    with use_fast_paths(depthwise="portable"):
+        outputs, (loss, gradients) = _np(model(x)), loss_and_gradients(model, x, cube)
+    np.testing.assert_allclose(fast_outputs, outputs, atol=1e-4)
+    assert fast_loss == pytest.approx(loss, rel=1e-5)
+    for fast, portable in zip(fast_gradients, gradients):
+        np.testing.assert_allclose(fast, portable, rtol=1e-4, atol=1e-3)
+
+
+def test_fast_path_overrides_are_checked_against_the_backend(monkeypatch):
+    from keras_convnext.layers import fast_paths
+
+    backend = keras.backend.backend()
+    assert fast_paths.parse_overrides(" portable ") == dict.fromkeys(fast_paths.KINDS, "portable")
+    with pytest.raises(ValueError, match="KERAS_CONVNEXT_FAST_PATHS='depthwise' is not understood"):
+        fast_paths.parse_overrides("depthwise")
+    foreign = "torch_conv2d" if backend != "torch" else "shift_and_add"
+    with pytest.raises(ValueError, match=f"'{foreign}' is not a depthwise path on the {backend} backend; expected one of portable"):
+        fast_paths.parse_overrides(f"depthwise={foreign}")
+    with pytest.raises(ValueError, match="Unknown fast-path kind 'softmax'"):
+        fast_paths.use_fast_paths(softmax="portable").__enter__()
+    # The process-wide choice reads the variable (it is made once; here it is recomputed without being stored).
+    monkeypatch.setenv(fast_paths.OVERRIDE_VARIABLE, "gelu=portable")
+    assert fast_paths._choose_for_this_process()["gelu"] == "portable"
+    monkeypatch.setenv(fast_paths.OVERRIDE_VARIABLE, "gelu=erf")
+    with pytest.raises(ValueError, match="'erf' is not a gelu path"):
+        fast_paths._choose_for_this_process()
+
+
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_depthwise_conv_matches_numpy(rng, data_format):
     x = rng.normal(size=(2, 9, 8, 6)).astype("float32")

@@ -3,7 +3,9 @@
 # 1. one .weights.h5 under torch and JAX on the GPU against the CPU's float32 logits (gpu_weight_parity);
 # 2. throughput: ConvNeXt-T, 224x224, mixed bfloat16, batch 256, this package compiled (torch.compile on the torch
 #    backend, XLA on JAX) against timm eager and timm torch.compile, alternating rounds.
-#   sh keras_convnext/benchmarks/gpu.sh [RESULTS_DIR] [PYTHON] [parity|throughput ...]      (make bench-gpu)
+# 3. (named only) jax_depthwise: the JAX row again with the depthwise conv as 49 shifted multiply-adds and JAX's own
+#    gradient (KERAS_CONVNEXT_FAST_PATHS=depthwise=shift_and_add_autodiff) instead of XLA's grouped convolution.
+#   sh keras_convnext/benchmarks/gpu.sh [RESULTS_DIR] [PYTHON] [parity|throughput|jax_depthwise ...]  (make bench-gpu)
 set -eu
 results=${1:-benchmark-results}
 python=${2:-python3}
@@ -28,8 +30,15 @@ for part in $parts; do
                 --json "$results/$gpu-$backend-bf16-b256-compiled.json"
         done
         ;;
+    jax_depthwise)
+        KERAS_BACKEND=jax KERAS_CONVNEXT_FAST_PATHS=depthwise=shift_and_add_autodiff XLA_PYTHON_CLIENT_PREALLOCATE=false \
+            PYTHONUNBUFFERED=1 "$python" -m keras_convnext bench \
+            --variant convnext_tiny --image-size 224 --dtype bfloat16 --batch-size 256 --rounds 5 --warmup 3 \
+            --jit-compile on --baselines torch_compile \
+            --json "$results/$gpu-jax-bf16-b256-compiled-shift-and-add.json"
+        ;;
     *)
-        echo "gpu.sh: unknown part '$part'; expected parity or throughput" >&2
+        echo "gpu.sh: unknown part '$part'; expected parity, throughput or jax_depthwise" >&2
         exit 2
         ;;
     esac

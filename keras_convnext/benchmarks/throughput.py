@@ -269,9 +269,11 @@ def run_benchmark(variant="convnext_tiny", modes=MODES, batch_size=8, image_size
     if batch_size < 1 or image_size < 32:
         raise ValueError(f"Benchmark needs batch_size >= 1 and image_size >= 32; got {batch_size}, {image_size}.")
 
+    from keras_convnext.layers.fast_paths import KINDS, fast_path
+
     result = {"variant": variant, "backend": keras.backend.backend(), "batch_size": batch_size,
               "image_size": image_size, "dtype": dtype, "rounds": rounds, "warmup": warmup,
-              "machine": machine_description(), "modes": {}}
+              "fast_paths": {kind: fast_path(kind) for kind in KINDS}, "machine": machine_description(), "modes": {}}
     for mode in modes:
         candidates = [keras_convnext_candidate(variant, mode, batch_size, image_size, dtype, optimized, jit_compile)]
         if "keras_applications" in baselines:

@@ -1,4 +1,4 @@
-"""The depthwise convolution of the ConvNeXt block, with its JAX-CPU and torch fast paths."""
+"""The depthwise convolution of the ConvNeXt block, with its JAX and torch fast paths."""
 
 import keras
 from keras import ops
@@ -120,8 +120,9 @@ class DepthwiseConv(keras.layers.Layer):
         path = fast_path("depthwise")
         if path == "torch_conv2d":
             return self._torch_conv2d(inputs, kernel, bias)
-        if path == "shift_and_add" and None not in inputs.shape[1:]:
-            x = shift_and_add_with_fast_gradient(inputs, kernel, self.data_format)
+        if path.startswith("shift_and_add") and None not in inputs.shape[1:]:
+            convolve = shift_and_add_with_fast_gradient if path == "shift_and_add" else shift_and_add_depthwise
+            x = convolve(inputs, kernel, self.data_format)
         else:
             x = ops.depthwise_conv(inputs, kernel, strides=1, padding="same", data_format=self.data_format)
         if self.axis != -1:

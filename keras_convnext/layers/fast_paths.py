@@ -3,8 +3,10 @@
 A fast path computes the same function as the portable ``keras.ops`` code, with the same weights and config,
 and is tested against it; it exists because the portable code is slow on that backend:
 
-- ``depthwise``: JAX on CPU runs a grouped convolution one group at a time (``"shift_and_add"`` instead);
-  torch gets its bias fused into ``F.conv2d`` (``"torch_conv2d"``).
+- ``depthwise``: JAX on CPU runs a grouped convolution one group at a time (``"shift_and_add"`` instead, with a
+  gradient written for the CPU); torch gets its bias fused into ``F.conv2d`` (``"torch_conv2d"``).
+  ``"shift_and_add_autodiff"`` (JAX, never chosen by default) is the same forward with JAX's own gradient, for
+  accelerators, where the CPU gradient's loop over images would serialise.
 - ``layer_norm``: torch's fused ``F.layer_norm`` (``"torch_layer_norm"``) instead of ten elementwise passes.
 - ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused.
 - ``fused_mlp``: in torch inference on CPU, the block's MLP as two oneDNN kernels with GELU, LayerScale and the
@@ -14,11 +16,14 @@ and is tested against it; it exists because the portable code is slow on that ba
 
 The choice is made once per process (on torch at import, elsewhere the first time a layer asks), and read
 from a dict after that: no imports, probes or backend queries run inside a layer's ``call``, so ``torch.compile``
-traces it without a graph break. A compiler setting that speeds JAX on CPU is made once per process in
+traces it without a graph break. ``KERAS_CONVNEXT_FAST_PATHS`` overrides it for a process (``"portable"``, or
+``"depthwise=shift_and_add_autodiff,gelu=portable"``), ``use_fast_paths(...)`` for a block of code; both refuse a
+path this backend does not have. A compiler setting that speeds JAX on CPU is made once per process in
 ``keras_convnext.process_setup``.
 """
 
 import contextlib
+import os
 
 import keras
 
@@ -30,8 +35,78 @@ else:
     torch = torch_functional = None
 
 KINDS = ("depthwise", "layer_norm", "dense", "fused_mlp", "gelu")
-_PORTABLE_ONLY = []
+OVERRIDE_VARIABLE = "KERAS_CONVNEXT_FAST_PATHS"
+# Every path a layer can take, per backend; "portable" is every kind's on every backend.
+BACKEND_PATHS = {
+    "torch": {"depthwise": ("torch_conv2d",), "layer_norm": ("torch_layer_norm",), "dense": ("torch_linear",),
+              "fused_mlp": ("torch_onednn",), "gelu": ("backend_gelu",)},
+    "jax": {"depthwise": ("shift_and_add", "shift_and_add_autodiff"), "gelu": ("backend_gelu",)},
+}
+_OVERRIDES = []
 _CHOSEN = {}
+
+
+def check_paths(paths, backend=None):
+    """``paths`` (kind -> path) if this backend has every one of them, else ``ValueError`` naming what it has.
+
+    Example:
+        >>> check_paths({"depthwise": "portable"})
+        {'depthwise': 'portable'}
+    """
+    backend = backend or keras.backend.backend()
+    for kind, path in paths.items():
+        if kind not in KINDS:
+            raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
+        available = ("portable", *BACKEND_PATHS.get(backend, {}).get(kind, ()))
+        if path not in available:
+            raise ValueError(
+                f"{path!r} is not a {kind} path on the {backend} backend; expected one of {', '.join(available)}."
+            )
+    return dict(paths)
+
+
+def parse_overrides(text, backend=None):
+    """The paths a ``KERAS_CONVNEXT_FAST_PATHS`` value names: ``"portable"`` for every kind, or ``kind=path`` pairs
+    separated by commas.
+
+    Example:
+        >>> parse_overrides("portable") == dict.fromkeys(KINDS, "portable")
+        True
+        >>> parse_overrides("gelu=portable, depthwise=portable")
+        {'gelu': 'portable', 'depthwise': 'portable'}
+    """
+    text = text.strip()
+    if text == "portable":
+        return dict.fromkeys(KINDS, "portable")
+    pairs = [item.strip() for item in text.split(",") if item.strip()]
+    malformed = [pair for pair in pairs if pair.count("=") != 1]
+    if malformed or not pairs:
+        raise ValueError(
+            f"{OVERRIDE_VARIABLE}={text!r} is not understood; expected 'portable' or kind=path pairs separated by "
+            f"commas (kinds: {', '.join(KINDS)})."
+        )
+    try:
+        return check_paths(dict(pair.replace(" ", "").split("=") for pair in pairs), backend)
+    except ValueError as error:
+        raise ValueError(f"{OVERRIDE_VARIABLE}={text!r}: {error}") from None
+
+
+@contextlib.contextmanager
+def use_fast_paths(**paths):
+    """Inside this block the layers of the named kinds take the given paths (checked against this backend's).
+
+    Layers read their path when they run or are traced, so compile or call the model inside the block.
+
+    Example:
+        >>> with use_fast_paths(depthwise="portable"):
+        ...     fast_path("depthwise")
+        'portable'
+    """
+    _OVERRIDES.append(check_paths(paths))
+    try:
+        yield
+    finally:
+        _OVERRIDES.pop()
 
 
 @contextlib.contextmanager
@@ -46,11 +121,8 @@ def portable_only():
         ...     fast_path("depthwise")
         'portable'
     """
-    _PORTABLE_ONLY.append(True)
-    try:
+    with use_fast_paths(**dict.fromkeys(KINDS, "portable")):
         yield
-    finally:
-        _PORTABLE_ONLY.pop()
 
 
 def is_plain_kernel_layer(layer):
@@ -74,8 +146,9 @@ def fast_path(kind):
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
-    if _PORTABLE_ONLY:
-        return "portable"
+    for overrides in reversed(_OVERRIDES):
+        if kind in overrides:
+            return overrides[kind]
     if not _CHOSEN:
         _CHOSEN.update(_choose_for_this_process())
     return _CHOSEN[kind]
@@ -97,9 +170,14 @@ def _choose_for_this_process():
         import jax
 
         chosen.update(gelu="backend_gelu", depthwise="shift_and_add" if jax.default_backend() == "cpu" else "portable")
+    if os.environ.get(OVERRIDE_VARIABLE):
+        chosen.update(parse_overrides(os.environ[OVERRIDE_VARIABLE], backend))
     return chosen
 
 
 if torch is not None:
     # torch.compile must not trace the choice (its oneDNN probe is a graph break), so on torch it is made at import.
-    _CHOSEN.update(_choose_for_this_process())
+    try:
+        _CHOSEN.update(_choose_for_this_process())
+    except ValueError:
+        pass  # a bad KERAS_CONVNEXT_FAST_PATHS: raised again, with its message, where a layer first asks
