@@ -157,6 +157,7 @@ def fast_path(kind):
 def _choose_for_this_process():
     backend = keras.backend.backend()
     chosen = dict.fromkeys(KINDS, "portable")
+    onednn = False
     if backend == "torch":
         onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
         chosen.update(
@@ -171,7 +172,10 @@ def _choose_for_this_process():
 
         chosen.update(gelu="backend_gelu", depthwise="shift_and_add" if jax.default_backend() == "cpu" else "portable")
     if os.environ.get(OVERRIDE_VARIABLE):
-        chosen.update(parse_overrides(os.environ[OVERRIDE_VARIABLE], backend))
+        overrides = parse_overrides(os.environ[OVERRIDE_VARIABLE], backend)
+        if overrides.get("fused_mlp") == "torch_onednn" and not onednn:
+            raise ValueError(f"{OVERRIDE_VARIABLE} asks for torch_onednn, but this torch build has no oneDNN kernels.")
+        chosen.update(overrides)
     return chosen
 
 
