@@ -57,7 +57,6 @@ def write_inputs(folder, variant, image_size, batch_size, seed=0):
     import numpy as np
 
     from keras_convnext.applications import create_model
-    from keras_convnext.atomic_files import atomic_write_path
 
     folder = Path(folder)
     rng = np.random.default_rng(seed)
@@ -66,10 +65,8 @@ def write_inputs(folder, variant, image_size, batch_size, seed=0):
         value = keras.ops.convert_to_numpy(variable)
         variable.assign(value + rng.normal(0, 0.05, value.shape).astype(value.dtype))
     weights, images = folder / "weights.weights.h5", folder / "images.npy"
-    with atomic_write_path(weights, suffix=".weights.h5") as temporary:
-        model.save_weights(temporary)
-    with atomic_write_path(images, suffix=".npy") as temporary:
-        np.save(temporary, rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32"))
+    model.save_weights(weights)  # a scratch folder of this script's: nothing a user owns
+    np.save(images, rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32"))
     return weights, images
 
 
@@ -86,7 +83,7 @@ def worker(device, variant, weights, images, output):
 
     backend = keras.backend.backend()
     _turn_tf32_off(backend)
-    actual = _device_kind(backend)
+    actual, device_name = _device(backend)
     if actual != device:
         raise RuntimeError(f"this process was meant to run on the {device} but {backend} runs on the {actual}")
     batch = np.load(images)
@@ -98,7 +95,7 @@ def worker(device, variant, weights, images, output):
         logits[f"{dtype}_eager"] = np.asarray(model.predict(batch, batch_size=len(batch), verbose=0), "float32")
         compiled = kc.compile_for_inference(model)
         logits[f"{dtype}_compiled"] = np.asarray(keras.ops.convert_to_numpy(compiled(batch)), "float32")
-    np.savez(output, device_name=_device_name(backend), **logits)
+    np.savez(output, device_name=device_name, **logits)
 
 
 def _turn_tf32_off(backend):
@@ -113,24 +110,15 @@ def _turn_tf32_off(backend):
         jax.config.update("jax_default_matmul_precision", "highest")
 
 
-def _device_kind(backend):
+def _device(backend):
+    """("gpu" or "cpu", the device's name) of what ``backend`` computes on in this process."""
     if backend == "torch":
         import torch
 
-        return "gpu" if torch.cuda.is_available() else "cpu"
+        return ("gpu", torch.cuda.get_device_name(0)) if torch.cuda.is_available() else ("cpu", "cpu")
     import jax
 
-    return "gpu" if jax.default_backend() == "gpu" else "cpu"
-
-
-def _device_name(backend):
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    import jax
-
-    return str(jax.devices()[0].device_kind)
+    return "gpu" if jax.default_backend() == "gpu" else "cpu", str(jax.devices()[0].device_kind)
 
 
 def compare(reference, candidate):
@@ -191,20 +179,22 @@ def main(argv=None):
 
 def _run_everywhere(args, folder):
     weights, images = write_inputs(folder, args.variant, args.image_size, args.batch_size)
+
+    def run_worker(backend, device):
+        output = folder / f"{backend}-{device}.npz"
+        env = {**os.environ, "KERAS_BACKEND": backend, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+        if device == "cpu":
+            env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+        command = [sys.executable, "-m", "keras_convnext.benchmarks.gpu_weight_parity", args.result,
+                   "--variant", args.variant, "--worker", device, str(weights), str(images), str(output)]
+        subprocess.run(command, env=env, check=True)
+        return _load(output)
+
     logits = {}
     for backend in BACKENDS:
-        for place, device in (("cpu", "cpu"), ("accelerator", args.accelerator)):
-            if device == "cpu" and place == "accelerator":
-                logits[backend, place] = dict(logits[backend, "cpu"])
-                continue
-            output = folder / f"{backend}-{place}.npz"
-            env = {**os.environ, "KERAS_BACKEND": backend, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-            if device == "cpu":
-                env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
-            command = [sys.executable, "-m", "keras_convnext.benchmarks.gpu_weight_parity", args.result,
-                       "--variant", args.variant, "--worker", device, str(weights), str(images), str(output)]
-            subprocess.run(command, env=env, check=True)
-            logits[backend, place] = _load(output)
+        logits[backend, "cpu"] = run_worker(backend, "cpu")
+        # With --accelerator cpu the CPU's logits stand for the accelerator's.
+        logits[backend, "accelerator"] = logits[backend, "cpu"] if args.accelerator == "cpu" else run_worker(backend, "gpu")
     report = {
         "variant": args.variant,
         "images": f"{args.batch_size}x{args.image_size}x{args.image_size}",
@@ -216,7 +206,7 @@ def _run_everywhere(args, folder):
     }
     for backend in BACKENDS:
         accelerator = logits[backend, "accelerator"]
-        report[backend] = {"device": str(accelerator.pop("device_name")), **compare(logits[backend, "cpu"], accelerator)}
+        report[backend] = {"device": str(accelerator["device_name"]), **compare(logits[backend, "cpu"], accelerator)}
     report["passed"] = all(report[backend]["passed"] for backend in BACKENDS)
     return report
 

@@ -55,14 +55,18 @@ def check_paths(paths, backend=None):
     """
     backend = backend or keras.backend.backend()
     for kind, path in paths.items():
-        if kind not in KINDS:
-            raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
+        _check_kind(kind)
         available = ("portable", *BACKEND_PATHS.get(backend, {}).get(kind, ()))
         if path not in available:
             raise ValueError(
                 f"{path!r} is not a {kind} path on the {backend} backend; expected one of {', '.join(available)}."
             )
     return dict(paths)
+
+
+def _check_kind(kind):
+    if kind not in KINDS:
+        raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
 
 
 def parse_overrides(text, backend=None):
@@ -144,8 +148,7 @@ def fast_path(kind):
         >>> fast_path("layer_norm") in ("torch_layer_norm", "portable")  # the first under KERAS_BACKEND=torch
         True
     """
-    if kind not in KINDS:
-        raise ValueError(f"Unknown fast-path kind {kind!r}; expected one of {KINDS}.")
+    _check_kind(kind)
     for overrides in reversed(_OVERRIDES):
         if kind in overrides:
             return overrides[kind]
