@@ -158,6 +158,12 @@ def compare(reference, candidate):
 
 
 def main(argv=None):
+    """Runs the whole check and writes its JSON report; returns 0 if every figure is within its bound, else 1.
+
+    Example:
+        >>> main(["parity.json", "--variant", "convnext_atto", "--image-size", "32", "--accelerator", "cpu"])  # doctest: +SKIP
+        0
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("result", help="JSON file to write (the weights, images and logits stay in a temporary folder)")
     parser.add_argument("--variant", default="convnext_tiny")
