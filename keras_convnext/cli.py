@@ -72,7 +72,7 @@ def _predict(args):
 
     from keras_convnext.prediction import predict_images
 
-    records = predict_images(args.image_or_dir, args.weights, variant=args.variant, top_k=args.top_k)
+    records = predict_images(args.image_or_dir, args.weights, variant=args.variant, image_size=args.image_size, top_k=args.top_k)
     failed = [record for record in records if "error" in record]
     if len(failed) == len(records):
         raise ValueError(f"none of the {len(records)} image(s) could be read; first: {failed[0]['image']}: {failed[0]['error']}")
@@ -191,6 +191,7 @@ def build_parser():
     predict.add_argument("--weights", required=True,
                          help="a preset name (see info), a training run folder, a .keras file, or a .weights.h5")
     add_variant(predict, help="needed for a .weights.h5 that has no train_config.json beside it")
+    add_image_size(predict, help="input size of a .weights.h5 without train_config.json beside it (default 224)")
     predict.add_argument("--top-k", type=positive_int, default=5, help="how many classes to show per image")
     predict.add_argument("--json", action="store_true", help="print one JSON list of records instead of text")
     predict.set_defaults(run=_predict)
@@ -202,7 +203,7 @@ def build_parser():
     export.add_argument("out_dir", metavar="OUT_DIR", help="saved_model: writes OUT_DIR/<version>/; onnx: OUT_DIR/model.onnx")
     export.add_argument("--format", choices=["saved_model", "onnx"], default="saved_model")
     add_variant(export, help="the variant of a .weights.h5 without train_config.json beside it")
-    export.add_argument("--classes", type=positive_int, default=None, help="classes of a .weights.h5 (default 1000)")
+    export.add_argument("--classes", type=positive_int, default=None, help="classes of a .weights.h5: by default the file's own; another number is refused")
     add_image_size(export, help="input size of a .weights.h5 (default 224)")
     export.add_argument("--version", type=positive_int, default=1, help="TF Serving model version (default 1)")
     export.add_argument("--top-k", type=positive_int, default=5)

@@ -29,9 +29,10 @@ def image_files(image_or_dir):
     return files
 
 
-def load_classifier(weights, variant=None):
+def load_classifier(weights, variant=None, image_size=None):
     """``(model, class_names, eval_config)`` for a preset name, a training run folder, a ``.keras`` file, or a
-    ``.weights.h5`` (with ``variant`` unless a ``train_config.json`` lies beside it). ``class_names`` is the run's,
+    ``.weights.h5`` (with ``variant``, and ``image_size`` unless 224, unless a ``train_config.json`` lies beside it),
+    built with the file's own classifier. ``class_names`` is the run's,
     ImageNet's for a 1000-class model, else ``None``; ``eval_config`` is ``preprocess_image``'s.
 
     Example:
@@ -58,7 +59,7 @@ def load_classifier(weights, variant=None):
         class_names, eval_config = None, dict(record["eval"])
     else:
         with tempfile.TemporaryDirectory() as scratch:
-            spec = describe_source(weights, scratch, variant=variant)
+            spec = describe_source(weights, scratch, variant=variant, image_size=image_size)
             model = load_source(spec)
         class_names = spec["class_names"]
         eval_config = {**spec["eval"], "input_size": model.input_shape[1] or spec.get("image_size") or 224}
@@ -77,7 +78,7 @@ def _probabilities(model, images):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def predict_images(image_or_dir, weights, *, variant=None, top_k=5, batch_size=32):
+def predict_images(image_or_dir, weights, *, variant=None, image_size=None, top_k=5, batch_size=32):
     """One record per image: ``{"image", "top_k": [{"class", "index", "score"}, ...]}``, or ``{"image", "error"}``
     for a file that cannot be read (the others are still predicted).
 
@@ -92,7 +93,7 @@ def predict_images(image_or_dir, weights, *, variant=None, top_k=5, batch_size=3
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer; got {top_k!r}.")
     files = image_files(image_or_dir)
-    model, class_names, eval_config = load_classifier(weights, variant)
+    model, class_names, eval_config = load_classifier(weights, variant, image_size)
     records, pixels, placed = [], [], []
     for file in files:
         try:

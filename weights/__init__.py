@@ -10,6 +10,7 @@ from keras_convnext.weights.layouts import LAYOUTS, detect_layout
 from keras_convnext.weights.loading import (
     assign_arrays,
     canonical_key,
+    checkpoint_classes,
     convert_state_dict,
     load_checkpoint,
     model_slots,
@@ -24,6 +25,7 @@ __all__ = [
     "assign_arrays",
     "cache_dir",
     "canonical_key",
+    "checkpoint_classes",
     "convert",
     "convert_state_dict",
     "detect_layout",

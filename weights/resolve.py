@@ -47,24 +47,29 @@ def resolve_weights(weights):
     )
 
 
-def load_weights(model, weights):
+def load_weights(model, weights, *, allow_new_classifier=True):
     """Loads ``weights`` (as accepted by ``resolve_weights``) into ``model``; returns the layout's name or None.
+
+    A checkpoint with another number of classes (or none) loads all but the classifier, with a warning, as
+    fine-tuning wants; ``allow_new_classifier=False`` refuses it instead (``load_checkpoint``).
 
     Example:
         >>> load_weights(model, "convnext_tiny_hf/model.safetensors")  # doctest: +SKIP
         'huggingface'
     """
     path = resolve_weights(weights)
-    return None if path is None else load_checkpoint(model, path)
+    return None if path is None else load_checkpoint(model, path, allow_new_classifier=allow_new_classifier)
 
 
 def convert(source, model, output):
     """Converts checkpoint ``source`` into ``model`` and writes it as a ``.weights.h5`` to ``output``.
 
-    ``model`` is the architecture to fill; ``keras_convnext.convert_weights`` takes a variant name instead.
+    ``model`` is the architecture to fill, classifier included: a checkpoint with another number of classes (or
+    none) is refused rather than written out with a random classifier. ``keras_convnext.convert_weights`` takes a
+    variant name instead and builds the checkpoint's own head.
 
     Example:
         >>> convert("convnext_tiny.pth", kc.create_model("convnext_tiny"), "tiny.weights.h5")  # doctest: +SKIP
     """
-    load_weights(model, source)
+    load_weights(model, source, allow_new_classifier=False)
     return save_weights(model, output)

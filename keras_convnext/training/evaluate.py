@@ -19,7 +19,7 @@ def evaluate_folder(data_dir, weights, *, variant=None, image_size=None, batch_s
         0.91
     """
     folder_classes, _ = scan_image_folder(data_dir, min_classes=1)
-    spec = describe_source(weights, None, variant=variant, classes=len(folder_classes), image_size=image_size)
+    spec = describe_source(weights, None, variant=variant, image_size=image_size)  # the file's own classes
     model, class_names = load_source(spec), spec["class_names"]
     if class_names is not None and class_names != folder_classes:
         raise ValueError(
