@@ -6,6 +6,7 @@ import numpy as np
 from keras_convnext.layer_names import STEM, block_name, downsample_name
 from keras_convnext.layers import ConvNeXtBlock, ConvNeXtDownsample, ConvNeXtStem
 from keras_convnext.layers.data_format import standardize_data_format
+from keras_convnext.applications.convnext_model import ConvNeXtModel
 from keras_convnext.applications.model_head import check_head_arguments, head
 from keras_convnext.applications.model_inputs import (
     IMAGENET_MEAN,
@@ -173,7 +174,7 @@ def ConvNeXt(
                 name=block_name(stage, block),
             )(x)
     outputs = head(x, **head_arguments, norm_epsilon=norm_epsilon, data_format=data_format)
-    model = keras.Model(inputs, outputs, name=name)
+    model = ConvNeXtModel(inputs, outputs, name=name)
     if weights_path is not None:
         load_checkpoint(model, weights_path)
     return model

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_convnext.applications.convnext_model import ConvNeXtModel
 from keras_convnext.layer_names import HEAD_LAYERNORM, STEM, parse_block_name
 from keras_convnext.layers.data_format import standardize_data_format
 
@@ -42,7 +43,7 @@ def feature_extractor(model, name=None):
         f"stride_{stem.patch_size * 2 ** stage}": layer.output for stage, (_, layer) in sorted(last_block.items())
     }
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, outputs, name=name or f"{model.name}_features")
+    return ConvNeXtModel(inputs, outputs, name=name or f"{model.name}_features")
 
 
 def dense_features(model, name=None):
@@ -82,4 +83,4 @@ def dense_features(model, name=None):
         last = keras.layers.Permute((2, 3, 1), name="patch_tokens_channels_last")(last)
     outputs = {"embedding": model.outputs[0], "patch_tokens": norm(last), **maps}
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, outputs, name=name or f"{model.name}_dense_features")
+    return ConvNeXtModel(inputs, outputs, name=name or f"{model.name}_dense_features")

@@ -11,6 +11,7 @@ from keras_convnext.layer_names import (
     STEM,
     parse_stage_layer,
 )
+from keras_convnext.applications.convnext_model import ConvNeXtModel
 from keras_convnext.layers.initializers import kernel_initializer
 
 
@@ -36,7 +37,7 @@ def replace_head(model, classes, *, head_init_scale=0.001, classifier_activation
     features = model.get_layer(features_layer).output
     logits = keras.layers.Dense(classes, kernel_initializer=kernel_initializer(head_init_scale), name=HEAD_DENSE)(features)
     outputs = keras.layers.Activation(classifier_activation, dtype="float32", name=PREDICTIONS)(logits)
-    return keras.Model(model.input, outputs, name=model.name)
+    return ConvNeXtModel(model.input, outputs, name=model.name)
 
 
 def freeze_stages(model, stages):
