@@ -1,5 +1,7 @@
 """``weights=URL``: a server on 127.0.0.1 that the test starts and stops; good hash, bad hash, cut-off download."""
 
+import errno
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import pytest
 import keras_convnext as kc
 from helpers import TINY_ARCH, perturb
 from keras_convnext.weights import sha256_of
-from keras_convnext.weights.download import cached_path
+from keras_convnext.weights.download import cached_path, download
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def test_download_with_the_right_hash_loads_and_is_cached(server, tmp_path, rng)
 
 def test_a_wrong_hash_is_refused_and_nothing_is_cached(server, tmp_path):
     _publish(server, tmp_path, "tiny.weights.h5")
-    with pytest.raises(ValueError, match="its SHA-256 is not the expected 0000.*nothing was cached"):
+    with pytest.raises(ValueError, match="its SHA-256 is [0-9a-f]{64}, not the expected 0000.*nothing was cached"):
         _model(weights=f"{server.url}/tiny.weights.h5#sha256={'0' * 64}")
     assert _cached_files(tmp_path) == []
 
@@ -83,3 +85,25 @@ def test_a_cached_file_that_changed_since_its_download_is_refused_with_how_to_cl
     cached.write_bytes(cached.read_bytes()[:-1] + b"x")
     with pytest.raises(ValueError, match=rf"changed after it was cached\. Delete {cached} and {cached}\.sha256"):
         _model(weights=url)
+
+
+def _failing_fetch(error):
+    def get_file(**kwargs):
+        raise error
+
+    return get_file
+
+
+@pytest.mark.parametrize("error, kind, message", [
+    (OSError(errno.ENOSPC, "No space left on device"), OSError, r"Could not save the download of .* \(No space left on device\); nothing was cached\. Free some space"),
+    (PermissionError(errno.EACCES, "Permission denied"), OSError, r"Could not save the download of .* \(Permission denied\)"),
+    (ValueError("unknown url type: 'htp'"), ConnectionError, r"Could not download .* \(ValueError: unknown url type: 'htp'\)"),
+    (Exception("URL fetch failure on x: 404 -- Not Found"), ConnectionError, r"\(Exception: URL fetch failure on x: 404 -- Not Found\)"),
+])
+def test_a_failed_download_says_what_happened_and_leaves_nothing(server, tmp_path, monkeypatch, error, kind, message):
+    monkeypatch.setattr(keras.utils, "get_file", _failing_fetch(error))
+    with pytest.raises(kind, match=message) as raised:
+        download(f"{server.url}/any.weights.h5")  # no hash given: nothing may speak of one
+    assert "SHA-256" not in str(raised.value)
+    assert kind is ConnectionError or not isinstance(raised.value, ConnectionError)
+    assert _cached_files(tmp_path) == []

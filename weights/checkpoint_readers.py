@@ -4,7 +4,6 @@ Torch files are read with ``torch.load(weights_only=True)`` (no arbitrary unpick
 ``safetensors.numpy``; Keras ``.h5`` files with ``h5py``.
 """
 
-import json
 import zipfile
 from pathlib import Path
 
@@ -158,16 +157,3 @@ def _read_keras_legacy_h5(path):
 
 def _names(values):
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
-
-
-def describe_keys(state, limit=8):
-    """A short, readable list of a state dict's first keys, for error messages.
-
-    Example:
-        >>> import numpy as np
-        >>> describe_keys({"a.weight": np.zeros(2)})
-        '["a.weight"]'
-    """
-    keys = list(state)
-    shown = json.dumps(keys[:limit])
-    return shown if len(keys) <= limit else f"{shown[:-1]}, ... ({len(keys)} keys)]"

@@ -1,5 +1,6 @@
 """Downloading checkpoints into the cache with ``keras.utils.get_file``: hash-checked, never half-written."""
 
+import errno
 import hashlib
 import os
 import uuid
@@ -11,6 +12,9 @@ import keras
 from keras_convnext.atomic_files import write_text_atomically
 
 
+CACHE_VARIABLE = "KERAS_CONVNEXT_CACHE"
+
+
 def cache_dir():
     """Where downloads are kept: ``$KERAS_CONVNEXT_CACHE``, else ``$KERAS_HOME/keras_convnext`` (``~/.keras``).
 
@@ -18,7 +22,7 @@ def cache_dir():
         >>> cache_dir().is_absolute()
         True
     """
-    explicit = os.environ.get("KERAS_CONVNEXT_CACHE")
+    explicit = os.environ.get(CACHE_VARIABLE)
     if explicit:
         return Path(explicit).expanduser()
     return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "keras_convnext"
@@ -66,25 +70,43 @@ def download(url, sha256=None):
     if final.exists():
         return _checked_cache_hit(url, final, record, sha256)
     directory = final.parent
-    directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f".{final.name}.{uuid.uuid4().hex}.partial"
     try:
-        keras.utils.get_file(
-            fname=partial.name, origin=url, file_hash=sha256, hash_algorithm="sha256",
-            cache_dir=str(directory.parent), cache_subdir=directory.name,
-        )
-        write_text_atomically(record, sha256_of(partial) + "\n")
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            keras.utils.get_file(
+                fname=partial.name, origin=url, cache_dir=str(directory.parent), cache_subdir=directory.name,
+            )
+        except Exception as error:  # noqa: BLE001 - Keras reports a failed fetch as a plain Exception
+            if _is_local_write_error(error):
+                raise
+            raise ConnectionError(
+                f"Could not download {url} ({type(error).__name__}: {error}). Without network access, fetch the file "
+                "another way and pass its local path instead, e.g. weights='/path/to/checkpoint.safetensors'."
+            ) from error
+        actual = sha256_of(partial)
+        if sha256 and actual != sha256.lower():
+            raise ValueError(f"Refused {url}: its SHA-256 is {actual}, not the expected {sha256}; nothing was cached.")
+        write_text_atomically(record, actual + "\n")
         os.replace(partial, final)
-    except ValueError as error:
-        raise ValueError(f"Refused {url}: its SHA-256 is not the expected {sha256}; nothing was cached.") from error
-    except Exception as error:
-        raise ConnectionError(
-            f"Could not download {url} ({error}). Without network access, fetch the file another way and pass "
-            "its local path instead, e.g. weights='/path/to/checkpoint.safetensors'."
+    except OSError as error:
+        if not _is_local_write_error(error):
+            raise
+        raise OSError(
+            error.errno, f"Could not save the download of {url} in {directory} ({error.strerror or error}); nothing "
+            f"was cached. Free some space or choose a writable cache folder ({CACHE_VARIABLE}=/path/to/folder)."
         ) from error
     finally:
         partial.unlink(missing_ok=True)
     return final
+
+
+# What a full or read-only disk, or a folder the user may not write, raise: the cache's fault, not the network's.
+_LOCAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _is_local_write_error(error):
+    return isinstance(error, OSError) and not isinstance(error, ConnectionError) and error.errno in _LOCAL_WRITE_ERRNOS
 
 
 def _checked_cache_hit(url, final, record, sha256):
