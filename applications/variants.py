@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 
 from keras_convnext.applications.convnext import ConvNeXt
+from keras_convnext.applications.model_head import POOLINGS
 from keras_convnext.weights import preset_for, preset_output, presets
 
 # Every published variant uses these; count_parameters relies on them.
@@ -152,14 +153,20 @@ def get_variant(name):
     raise ValueError(f"Unknown ConvNeXt variant {name!r}.{hint} Known variants: {', '.join(VARIANTS)}.")
 
 
-def count_parameters(name, classes=1000, include_top=True):
-    """The exact number of parameters of variant ``name``, computed from its row without building it.
+def count_parameters(name, classes=1000, include_top=True, pooling=None):
+    """The exact number of parameters of variant ``name``, computed from its row without building it, for the
+    builder's ``classes``, ``include_top`` and ``pooling`` (without the top, ``"avg"`` / ``"max"`` keep the head's
+    LayerNorm).
 
     Example:
         >>> count_parameters("convnext_tiny")
         28589128
+        >>> count_parameters("convnext_tiny", include_top=False, pooling="avg") - count_parameters("convnext_tiny", include_top=False)
+        1536
     """
     v = get_variant(name)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
     patch, dims = v.stem_patch_size, v.dims
     total = patch * patch * 3 * dims[0] + dims[0] + (2 * dims[0] if v.stem_norm else 0)
     for stage, (depth, width) in enumerate(zip(v.depths, dims)):
@@ -172,9 +179,10 @@ def count_parameters(name, classes=1000, include_top=True):
         block += 2 * hidden if v.use_grn else 0
         block += width if v.layer_scale_init_value is not None else 0
         total += depth * block
+    if include_top or pooling is not None:
+        total += 2 * dims[-1]  # head_layernorm
     if include_top:
         features = dims[-1]
-        total += 2 * features  # head_layernorm
         if v.head_hidden_size:
             total += features * v.head_hidden_size + v.head_hidden_size
             features = v.head_hidden_size

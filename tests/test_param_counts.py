@@ -76,7 +76,11 @@ def test_built_full_size_model_has_the_exact_parameter_count(name):
     _build_and_count(name)
 
 
-@pytest.mark.parametrize("classes, include_top", [(10, True), (21841, True), (1000, False)])
-def test_count_follows_the_head(classes, include_top):
-    model = kc.create_model("convnext_atto", classes=classes, include_top=include_top)
-    assert model.count_params() == kc.count_parameters("convnext_atto", classes=classes, include_top=include_top)
+@pytest.mark.parametrize("classes, include_top, pooling", [(10, True, None), (21841, True, None), (1000, False, None),
+                                                         (1000, False, "avg"), (1000, False, "max")])
+def test_count_follows_the_head(classes, include_top, pooling):
+    model = kc.create_model("convnext_atto", classes=classes, include_top=include_top, pooling=pooling)
+    counted = kc.count_parameters("convnext_atto", classes=classes, include_top=include_top, pooling=pooling)
+    assert model.count_params() == counted
+    if pooling is not None:  # the pooled features keep the head's LayerNorm (gamma and beta of the last width)
+        assert counted == kc.count_parameters("convnext_atto", include_top=False) + 2 * kc.get_variant("convnext_atto").dims[-1]
