@@ -2,10 +2,28 @@
 
 import keras
 
-from keras_convnext.layer_names import block_name
+from keras_convnext.layer_names import parse_block_name
 
-# More blocks than any ConvNeXt stage has (the deepest, stage 3 of the large models, has 27).
-_MAX_BLOCKS = 64
+
+class StageBlockNames(tuple):
+    """The layer names ``keras.RematScope(mode="list_of_layers")`` checks with ``in``: every block of ``stages``, at
+    any depth, since the scope is made before the model and a custom stage may be as deep as its user wants.
+
+    Example:
+        >>> names = StageBlockNames((1, 2))
+        >>> "stage_2_block_120" in names, "stage_3_block_0" in names, "stage_1_downsample" in names
+        (True, False, False)
+    """
+
+    def __new__(cls, stages):
+        return super().__new__(cls, stages)
+
+    def __contains__(self, name):
+        parsed = parse_block_name(name) if isinstance(name, str) else None
+        return parsed is not None and tuple.__contains__(self, parsed[0])
+
+    def __repr__(self):
+        return f"StageBlockNames(stages={tuple(self)!r})"
 
 
 def checkpoint_stages(stages=(0, 1, 2, 3)):
@@ -22,5 +40,4 @@ def checkpoint_stages(stages=(0, 1, 2, 3)):
     stages = tuple(stages)
     if not stages or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in stages):
         raise ValueError(f"stages must be stage indices (integers >= 0); got {stages!r}.")
-    names = [block_name(stage, block) for stage in stages for block in range(_MAX_BLOCKS)]
-    return keras.RematScope(mode="list_of_layers", layer_names=names)
+    return keras.RematScope(mode="list_of_layers", layer_names=StageBlockNames(stages))
