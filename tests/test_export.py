@@ -138,23 +138,37 @@ def test_encoded_images_of_another_size_are_resized_in_the_graph_like_preprocess
     np.testing.assert_allclose(probabilities, expected, atol=0.05)
 
 
+# What the graph says to each bad request (TensorFlow's own words for the first four).
+BAD_REQUEST_MESSAGES = {
+    "garbage_bytes": r"Unknown image file format",
+    "empty_string": r"image string is empty",
+    "one_pixel_image": r"smaller than 16x16 pixels",
+    "wrong_dtype": r"expected to be a float tensor but is a double tensor",
+    "wrong_rank": r"Shape of tensor images \[32,32,3\] is not compatible with expected shape \[\?,32,32,3\]",
+    "wrong_size": r"Shape of tensor images \[1,8,8,3\] is not compatible with expected shape \[\?,32,32,3\]",
+    "nan_pixels": r"NaN or Inf pixels",
+    "inf_pixels": r"NaN or Inf pixels",
+    "palette_bmp": r"8-bit palette BMP",
+    "bomb_png": r"declares more than the 40000000 pixels",
+}
+
+
 @pytest.mark.once
-@pytest.mark.parametrize("request_name", ["garbage_bytes", "empty_string", "one_pixel_image", "wrong_dtype", "wrong_rank",
-                                          "wrong_size", "nan_pixels", "inf_pixels", "palette_bmp", "bomb_png"])
+@pytest.mark.parametrize("request_name", list(BAD_REQUEST_MESSAGES))
 def test_bad_requests_fail_and_the_next_good_one_is_served(served, request_name):
     error = served["report"]["errors"][request_name]
     assert error is not None, f"{request_name} was served"
-    if request_name == "empty_string":
-        assert "image string is empty" in error
-    if request_name == "one_pixel_image":
-        assert "smaller than 16x16 pixels" in error
-    if request_name in ("nan_pixels", "inf_pixels"):
-        assert "NaN or Inf pixels" in error
-    if request_name == "palette_bmp":
-        assert "8-bit palette BMP" in error
-    if request_name == "bomb_png":
-        assert "declares more than the 40000000 pixels" in error
+    # A missing signature (KeyError), a Python bug (TypeError) or a crash would not be the graph's own refusal.
+    assert error["kind"] == "InvalidArgumentError", error
+    assert re.search(BAD_REQUEST_MESSAGES[request_name], error["message"]), error
     assert served["report"]["served_after"][request_name]
+
+
+@pytest.mark.once
+def test_one_loaded_model_serves_good_and_bad_requests_from_eight_threads_at_once(served):
+    concurrent = served["report"]["concurrent"]
+    assert concurrent["threads"] == 8 and concurrent["good"] == 36 and concurrent["bad"] == 60
+    assert concurrent["differed"] == [], concurrent["differed"][:3]
 
 
 @pytest.mark.large

@@ -5,6 +5,7 @@ Usage: python -m workers.serving_client VERSION_DIR INPUTS.npz OUTPUTS.npz REPOR
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 # Neither keras nor keras_convnext may be imported (TensorFlow itself would import keras for tf.keras).
 sys.modules["keras"] = sys.modules["keras_convnext"] = sys.modules["tf_keras"] = None
@@ -22,6 +23,56 @@ def _with(images, value):
     images = images.copy()
     images[0, 3, 5, 1] = value
     return images
+
+
+def _refusal(request):
+    """``None`` if ``request()`` was served, else ``{"kind", "message"}`` of the error it raised."""
+    try:
+        request()
+    except Exception as error:  # noqa: BLE001 - the test checks the kind and message of each
+        return {"kind": type(error).__name__, "message": " ".join(str(error).split())[:600]}
+    return None
+
+
+def _serve_concurrently(loaded, inputs, single_answers, bad_requests, threads=8, rounds=6):
+    """One loaded model answering good and bad requests from ``threads`` threads at once, as a server does.
+
+    Every good request must get exactly its single-request answer (``single_answers``) and every bad one the
+    refusal it got alone; returns what differed, by request.
+    """
+    good = {}
+    for batch in (1, 3):
+        floats = inputs[f"float_{batch}"]
+        good[f"serving_default/{batch}"] = lambda f=floats: loaded.signatures["serving_default"](images=tf.constant(f))
+        good[f"serving_uint8/{batch}"] = lambda f=floats: loaded.signatures["serving_uint8"](images=tf.constant(f.astype("uint8")))
+        encoded = [bytes(inputs[f"png_{batch}_{i}"]) for i in range(batch)]
+        good[f"serving_image_bytes/{batch}"] = lambda e=encoded: loaded.signatures["serving_image_bytes"](image_bytes=tf.constant(e))
+    work = [("good", name) for name in good] + [("bad", name) for name in bad_requests]
+    work = [work[i] for i in np.random.default_rng(0).permutation(len(work) * rounds) % len(work)]
+
+    def serve(item):
+        kind, name = item
+        if kind == "bad":
+            return item, _refusal(bad_requests[name])
+        try:
+            return item, {key: _numpy(tensor) for key, tensor in good[name]().items()}
+        except Exception as error:  # noqa: BLE001 - a good request that fails is reported, never raised here
+            return item, {"error": f"{type(error).__name__}: {error}"}
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(serve, work))
+    alone = {name: _refusal(request) for name, request in bad_requests.items()}
+    report = {"requests": len(results), "threads": threads, "good": 0, "bad": 0, "differed": []}
+    for (kind, name), result in results:
+        report[kind] += 1
+        if kind == "bad":
+            same = result is not None and alone[name] is not None and result["kind"] == alone[name]["kind"]
+        else:
+            same = "error" not in result and all(
+                np.array_equal(value, single_answers[f"{name}/{key}"]) for key, value in result.items())
+        if not same:
+            report["differed"].append({"request": name, "got": str(result)[:300]})
+    return report
 
 
 def main(version_dir, inputs_path, outputs_path, report_path):
@@ -56,13 +107,10 @@ def main(version_dir, inputs_path, outputs_path, report_path):
     }
     report["errors"], report["served_after"] = {}, {}
     for name, request in bad_requests.items():
-        try:
-            request()
-            report["errors"][name] = None
-        except Exception as error:  # noqa: BLE001 - any error is the expected outcome; its text is reported
-            report["errors"][name] = f"{type(error).__name__}: {str(error)[:300]}"
+        report["errors"][name] = _refusal(request)
         after = loaded.signatures["serving_image_bytes"](image_bytes=good)["probabilities"].numpy()
         report["served_after"][name] = bool(np.all(np.isfinite(after)))
+    report["concurrent"] = _serve_concurrently(loaded, inputs, outputs, bad_requests)
     report["modules"] = sorted(m for m, module in sys.modules.items() if m.startswith("keras") and module is not None)
     np.savez(outputs_path, **outputs)
     with open(report_path, "w") as file:
