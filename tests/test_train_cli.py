@@ -18,6 +18,7 @@ from helpers import BACKEND
 from helpers.image_folders import write_image_folder
 from keras_convnext.cli import main
 from keras_convnext.training import read_history
+from keras_convnext.training.datasets import evaluation_dataset
 
 ENV = {**os.environ, "KERAS_BACKEND": BACKEND, "PYTHONUNBUFFERED": "1"}
 SMALL = ["--variant", "convnext_atto", "--image-size", "32", "--batch-size", "4", "--verbose", "2"]
@@ -47,7 +48,8 @@ def test_train_writes_every_output(trained_run):
     assert "backup" not in names and not [n for n in names if "partial" in n]
     rows = read_history(output / "history.csv")
     assert [row["epoch"] for row in rows] == [0, 1]
-    assert {"loss", "accuracy", "top3", "val_loss", "val_accuracy"} <= set(rows[0])
+    assert {"loss", "accuracy", "top2", "val_loss", "val_accuracy", "val_top2"} <= set(rows[0])
+    assert "top3" not in rows[0]  # the top-3 of three classes is 1.0 whatever the model
     run = json.loads((output / "train_config.json").read_text())
     assert run["class_names"] == ["blue", "green", "red"] and run["summary"]["epochs"] == 2
     assert Image.open(output / "training_curves.png").size[0] > 100
@@ -69,7 +71,12 @@ def test_evaluate_writes_metrics_and_a_confusion_matrix_for_every_kind_of_run(tr
     matrix = np.array(metrics["confusion_matrix"])
     assert metrics["images"] == 24 and matrix.sum() == 24 and matrix.shape == (3, 3)
     assert metrics["accuracy"] == pytest.approx(np.trace(matrix) / 24)
-    assert metrics["accuracy"] <= metrics["top3_accuracy"] == 1.0
+    # What evaluate reports equals what the run's model ranks, image by image (top-3 of 3 classes is left out).
+    images, labels, _ = evaluation_dataset(data, image_size=32, batch_size=32, class_names=["blue", "green", "red"])
+    ranked = np.argsort(-keras.saving.load_model(output / "model.keras").predict(images, verbose=0), axis=-1)
+    assert "top3_accuracy" not in metrics
+    assert metrics["accuracy"] == pytest.approx(np.mean(ranked[:, 0] == labels))
+    assert metrics["top2_accuracy"] == pytest.approx(np.mean(np.any(ranked[:, :2] == labels[:, None], axis=-1)))
     assert Image.open(evaluation / "confusion_matrix.png").size[0] > 100
     # The .weights.h5 is rebuilt in float32, so a bfloat16-trained model's near-ties may flip: its accuracy
     # agrees to 2 images in 24.
@@ -196,3 +203,26 @@ def test_evaluate_refuses_a_folder_with_other_classes(trained_run, tmp_path, cap
     other = write_image_folder(tmp_path / "other", per_class=2, classes={"cat": (0, 0, 0), "dog": (255, 255, 255)})
     assert main(["evaluate", str(other), "--weights", str(output), "--output", str(tmp_path / "e")]) == 2
     assert "trained on classes ['blue', 'green', 'red']" in capsys.readouterr().err
+
+
+@pytest.mark.once  # the refusal comes before any backend work
+def test_a_second_train_on_a_folder_another_process_writes_is_refused_naming_it(tmp_path, capsys):
+    from keras_convnext.training.run_lock import exclusive_run
+
+    data = write_image_folder(tmp_path / "data", per_class=2)
+    output = tmp_path / "run"
+    hold = "import sys, time\nfrom keras_convnext.training.run_lock import exclusive_run\n" \
+           "with exclusive_run(sys.argv[1]):\n    print('holding', flush=True)\n    time.sleep(300)\n"
+    first = subprocess.Popen([sys.executable, "-c", hold, str(output)], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "holding"
+        assert main(["train", str(data), *SMALL, "--epochs", "1", "--output", str(output)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("keras-convnext train: error: "), err
+        assert f"is being written by another keras-convnext train (process {first.pid} on " in err[0]
+        assert sorted(p.name for p in output.iterdir()) == [".train.lock"]  # nothing of the second run written
+    finally:
+        first.kill()
+        first.wait()
+    with exclusive_run(output):  # a killed holder leaves no lock behind
+        pass

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_convnext.trained_model import describe_source, load_source
+from keras_convnext.training.top_k import informative_top_k
 from keras_convnext.training.datasets import evaluation_dataset, scan_image_folder
 from keras_convnext.training.plots import confusion_matrix, plot_confusion_matrix
 
@@ -32,20 +33,18 @@ def evaluate_folder(data_dir, weights, *, variant=None, image_size=None, batch_s
     size = model.input_shape[1] or image_size or 224
     images, labels, names = evaluation_dataset(data_dir, image_size=size, batch_size=batch_size, class_names=folder_classes)
     probabilities = np.asarray(model.predict(images, verbose=0))
-    top_k = min(5, classes)
+    top_k = informative_top_k(classes)
     ranked = np.argsort(-probabilities, axis=-1)
     predictions = ranked[:, 0]
-    metrics = {
-        "images": int(len(labels)),
-        "accuracy": float(np.mean(predictions == labels)),
-        f"top{top_k}_accuracy": float(np.mean(np.any(ranked[:, :top_k] == labels[:, None], axis=-1))),
-    }
+    metrics = {"images": int(len(labels)), "accuracy": float(np.mean(predictions == labels))}
+    if top_k:
+        metrics[f"top{top_k}_accuracy"] = float(np.mean(np.any(ranked[:, :top_k] == labels[:, None], axis=-1)))
     matrix = confusion_matrix(labels, predictions, classes)
     output = Path(output)
     plot_confusion_matrix(matrix, names, output / "confusion_matrix.png")
     from keras_convnext.atomic_files import write_text_atomically
 
     write_text_atomically(output / "metrics.json", json.dumps({**metrics, "confusion_matrix": matrix.tolist(), "class_names": names}, indent=2))
-    log(f"{metrics['images']} images: accuracy {metrics['accuracy']:.4f}, top-{top_k} {metrics[f'top{top_k}_accuracy']:.4f}; "
-        f"wrote {output}/confusion_matrix.png and metrics.json")
+    top = f", top-{top_k} {metrics[f'top{top_k}_accuracy']:.4f}" if top_k else ""
+    log(f"{metrics['images']} images: accuracy {metrics['accuracy']:.4f}{top}; wrote {output}/confusion_matrix.png and metrics.json")
     return metrics

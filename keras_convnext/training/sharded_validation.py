@@ -12,7 +12,8 @@ import numpy as np
 
 
 def validation_metrics(model, dataset, loss, *, top_k, batch_size, sum_over_processes=None):
-    """``{"loss", "accuracy", f"top{top_k}"}`` of ``model`` over ``dataset`` (batches of images and one-hot labels),
+    """``{"loss", "accuracy", f"top{top_k}"}`` (no top-k for ``top_k=None``) of ``model`` over ``dataset`` (batches of
+    images and one-hot labels),
     each image counted once; batches smaller than ``batch_size`` are padded for the model and the padding ignored.
     ``sum_over_processes`` (``DataParallelSetup.sum_over_processes``) adds up the totals of processes that each
     validated their own share.
@@ -33,13 +34,14 @@ def validation_metrics(model, dataset, loss, *, top_k, batch_size, sum_over_proc
         truth = np.argmax(labels, axis=-1)
         ranked = np.argsort(-probabilities, axis=-1)
         correct += int(np.sum(ranked[:, 0] == truth))
-        in_top_k += int(np.sum(np.any(ranked[:, :top_k] == truth[:, None], axis=-1)))
+        in_top_k += int(np.sum(np.any(ranked[:, :top_k or 1] == truth[:, None], axis=-1)))
         count += real
     if sum_over_processes is not None:
         total_loss, correct, in_top_k, count = sum_over_processes(np.array([total_loss, correct, in_top_k, count], "float64"))
     if count == 0:
         raise ValueError("The validation set holds no images.")
-    return {"loss": float(total_loss / count), "accuracy": float(correct / count), f"top{top_k}": float(in_top_k / count)}
+    metrics = {"loss": float(total_loss / count), "accuracy": float(correct / count)}
+    return {**metrics, f"top{top_k}": float(in_top_k / count)} if top_k else metrics
 
 
 class ShardedValidation(keras.callbacks.Callback):

@@ -18,6 +18,8 @@ from keras_convnext.training.sharded_validation import ShardedValidation, valida
 from keras_convnext.training.history import HistoryCSV, read_history
 from keras_convnext.training.plots import plot_history
 from keras_convnext.training.recipe import recipe_loss, recipe_optimizer
+from keras_convnext.training.run_lock import exclusive_run
+from keras_convnext.training.top_k import informative_top_k
 
 CONFIG_FILE = "train_config.json"
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
@@ -212,15 +214,17 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
             timeout_seconds=timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
         )
     try:
-        return _train(config, output, class_names, image_count, done, setup, verbose, log)
+        return _train(config, output, class_names, image_count, done, resume, setup, verbose, log)
     finally:
         if setup is not None:
             setup.close()
 
 
-def _train(config, output, class_names, image_count, done, setup, verbose, log):
+def _train(config, output, class_names, image_count, done, resume, setup, verbose, log):
     if setup is None or setup.is_chief:
-        return _train_and_write(config, output, output, class_names, image_count, done, setup, verbose, log)
+        with exclusive_run(output):  # a second train on this folder is refused, naming this process
+            done = _check_output(output, config, resume)  # again: another run may have written it since
+            return _train_and_write(config, output, output, class_names, image_count, done, setup, verbose, log)
     # Only process 0 writes the run; the others make the same saves into a folder thrown away (on JAX across hosts
     # saving is collective, so every process must take part), and say nothing.
     scratch = Path(tempfile.mkdtemp(prefix="keras-convnext-process-"))
@@ -252,7 +256,7 @@ def _train_and_write(config, output, write_to, class_names, image_count, done, s
             train_data = _whole_global_batches(train_data, config.batch_size, steps_per_epoch)
         log(f"{setup.description}; the last partial batch of each epoch is dropped (the order is reshuffled each epoch)")
     total_steps = steps_per_epoch * config.epochs
-    top_k = min(5, len(class_names))
+    top_k = informative_top_k(len(class_names))
     with setup.scope() if setup else contextlib.nullcontext():
         model = _build_model(config, len(class_names), resolved)
         optimizer = recipe_optimizer(
@@ -268,7 +272,7 @@ def _train_and_write(config, output, write_to, class_names, image_count, done, s
         model.compile(
             optimizer=optimizer,
             loss=recipe_loss(config.label_smoothing),
-            metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(top_k, name=f"top{top_k}")],
+            metrics=["accuracy"] + ([keras.metrics.TopKCategoricalAccuracy(top_k, name=f"top{top_k}")] if top_k else []),
         )
     if not done or write_to != output:
         write_text_atomically(
