@@ -44,7 +44,9 @@ def single_device_run(initial_weights):
 
 @pytest.mark.large
 @no_torch_engine
-def test_data_parallel_over_this_process_s_devices_trains_like_no_distribution(rng):
+def test_data_parallel_all_on_a_one_device_process_is_plain_training(rng):
+    """``data_parallel("all")`` where the process has one device (the test process: the simulated devices exist only
+    in the workers) trains exactly like no distribution; several devices are the worker tests below."""
     images, labels = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32"), np.arange(8) % 4
     initial = perturb(kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4), scale=0.05).get_weights()
 
@@ -64,8 +66,7 @@ def test_data_parallel_over_this_process_s_devices_trains_like_no_distribution(r
     finally:
         if BACKEND == "jax":
             keras.distribution.set_distribution(None)
-    count = len(setup.devices)
-    assert setup.description == f"data parallel over {count} device{'s' if count > 1 else ''} (cpu)"
+    assert len(setup.devices) == 1 and setup.description == "data parallel over 1 device (cpu)"
     for a, b in zip(plain.get_weights(), distributed.get_weights()):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
