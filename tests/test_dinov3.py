@@ -8,7 +8,9 @@ import pytest
 import keras_convnext as kc
 from helpers.foreign_checkpoints import SMALL, dinov3_model, dinov3_outputs, dinov3_to_original, dinov3_to_timm, save
 
-RELATIVE_TOLERANCE = 1e-4  # of each output's largest value
+# Of each output's largest value: about 9x the worst measured on the three backends (1.34e-6 at scale 3.06, the
+# patch tokens at 256x320), so that a regression of 100x fails.
+RELATIVE_TOLERANCE = 4e-6
 
 
 @pytest.fixture(scope="module")

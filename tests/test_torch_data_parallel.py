@@ -40,11 +40,17 @@ def _weights(path):
     return arrays
 
 
-def _assert_same_weights(a, b, atol=1e-4):
+# Two processes sum the gradients in another order than one: 2.9e-6 measured on this CPU after 3 epochs; about 10x
+# that, so that a regression of 100x fails. A resumed run is the uninterrupted one bit for bit (0 measured).
+TWO_PROCESSES_TOLERANCE = 3e-5
+
+
+def _assert_same_weights(a, b, atol):
     first, second = _weights(a), _weights(b)
     assert first.keys() == second.keys() and len(first) > 100
+    print(f"{a.parent.name} vs {b.parent.name}: max |delta| {max(float(np.abs(second[n] - first[n]).max()) for n in first):.2e}")
     for name in first:
-        np.testing.assert_allclose(second[name], first[name], atol=atol, err_msg=name)
+        np.testing.assert_allclose(second[name], first[name], atol=atol, rtol=0, err_msg=name)
 
 
 @pytest.mark.once
@@ -170,7 +176,7 @@ def test_two_gloo_processes_train_like_one_and_resume_after_a_kill(tmp_path):
     assert "data parallel over 2 devices (cpu)" in two.stdout and two.stdout.count("wrote ") == 1
     # 26 images, 21 for training: 2 whole global batches of 8 per epoch, 4 images per process and step.
     assert "(2 steps per epoch)" in two.stdout
-    _assert_same_weights(tmp_path / "one" / "model.weights.h5", tmp_path / "two" / "model.weights.h5")
+    _assert_same_weights(tmp_path / "one" / "model.weights.h5", tmp_path / "two" / "model.weights.h5", TWO_PROCESSES_TOLERANCE)
     summary = {name: json.loads((tmp_path / name / "train_config.json").read_text())["summary"] for name in ("one", "two")}
     for key in ("val_loss", "val_accuracy"):
         assert summary["two"][key] == pytest.approx(summary["one"][key], abs=1e-5), key
@@ -192,4 +198,4 @@ def test_two_gloo_processes_train_like_one_and_resume_after_a_kill(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert "resuming after epoch" in resumed.stdout
     # The data order of the remaining epochs is the uninterrupted run's: the same weights.
-    _assert_same_weights(tmp_path / "two" / "model.weights.h5", tmp_path / "resumed" / "model.weights.h5")
+    _assert_same_weights(tmp_path / "two" / "model.weights.h5", tmp_path / "resumed" / "model.weights.h5", 0.0)
