@@ -53,7 +53,8 @@ def optimize_for_inference(model):
         >>> images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
         >>> np.testing.assert_allclose(fast.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
     """
-    if not isinstance(model, keras.src.models.Functional):
+    functional = isinstance(model, keras.Model) and not isinstance(model, keras.Sequential)
+    if not functional or not getattr(model, "inputs", None):  # a subclassed model has no inputs
         raise ValueError(
             f"optimize_for_inference expects a functional keras.Model built by keras_convnext (e.g. create_model); "
             f"got {type(model).__name__}."

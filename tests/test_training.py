@@ -191,3 +191,28 @@ def test_the_checkpointed_stages_name_blocks_at_any_depth():
     names = training.checkpoint_stages((2,)).layer_names
     assert all(f"stage_2_block_{i}" in names for i in (0, 26, 63, 64, DEEP_STAGE, 10_000))
     assert not any(name in names for name in ("stage_1_block_0", "stage_3_block_70", "stage_2_downsample", "stage_2", 2))
+
+
+def test_the_atomic_backup_resumes_after_its_last_epoch_and_refuses_to_train_one_again(tmp_path, rng):
+    images, labels = _batch(rng, n=4)
+
+    def compiled():
+        keras.utils.set_random_seed(0)
+        model = kc.ConvNeXt(**TINY_ARCH, input_shape=(32, 32, 3), classes=4)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+        return model
+
+    first = compiled()
+    first.fit(images, labels, epochs=2, verbose=0,
+              callbacks=[training.AtomicBackupAndRestore(tmp_path / "backup", delete_checkpoint=False)])
+    backup = training.AtomicBackupAndRestore(tmp_path / "backup", delete_checkpoint=False)
+    assert backup.completed_epochs() == 2
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["epoch_2.weights.h5", "state.json"]
+    resumed = compiled()
+    with pytest.raises(ValueError, match=r"holds 2 epochs, and fit was about to train epoch 1 again: pass fit\(initial_epoch=2\)"):
+        resumed.fit(images, labels, epochs=3, verbose=0, callbacks=[backup])
+    history = resumed.fit(images, labels, epochs=3, initial_epoch=backup.completed_epochs(), verbose=0, callbacks=[backup])
+    assert history.epoch == [2] and backup.completed_epochs() == 3
+    # The optimizer state came back with the weights: two epochs of one step each, then one more.
+    assert int(keras.ops.convert_to_numpy(first.optimizer.iterations)) == 2
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 3

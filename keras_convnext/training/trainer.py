@@ -308,7 +308,7 @@ def _train_and_write(config, output, write_to, class_names, image_count, done, s
     )
     model.fit(
         _training_pipeline(train_data, config, seed=process_seed), validation_data=None if sharded else validation,
-        epochs=config.epochs, callbacks=callbacks, verbose=verbose,
+        epochs=config.epochs, initial_epoch=done, callbacks=callbacks, verbose=verbose,
         # A torch process's shard streams every remaining epoch in one go; image_dataset_from_directory reshuffles
         # each epoch by itself.
         steps_per_epoch=steps_per_epoch if setup is not None and setup.feeds_own_shard else None, shuffle=False,
