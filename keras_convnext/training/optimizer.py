@@ -65,7 +65,7 @@ class LayerwiseAdamW(keras.optimizers.Adam):
         if self.built:
             return
         super().build(var_list)
-        self._multipliers = [float(self.learning_rate_multipliers.get(v.path, 1.0)) for v in var_list]
+        self._multipliers = [self.multiplier(v) for v in var_list]
         self._decays = [self.decays(v) for v in var_list]
 
     def decays(self, variable):
