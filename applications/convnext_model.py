@@ -10,7 +10,8 @@ from keras_convnext.layers import ConvNeXtDownsample, ConvNeXtStem
 @keras.saving.register_keras_serializable(package="keras_convnext")
 class ConvNeXtModel(keras.Model):
     """A functional ``keras.Model`` (built from inputs and outputs, saved and loaded as one) whose ``fit``,
-    ``evaluate`` and ``predict`` leave its weights in place when they fail.
+    ``evaluate`` and ``predict`` leave its weights in place when they fail, and which refuses images smaller than it
+    takes (``smallest_image_side``) in those and the ``*_on_batch`` methods before anything is traced.
 
     Keras 3.15's JAX trainer takes the variables' values out of the model for the length of ``fit``, ``evaluate``
     and ``predict`` and puts them back only when they end; one that fails before its first step ends (an image too
@@ -47,6 +48,18 @@ class ConvNeXtModel(keras.Model):
         self._check_image_size(x)
         with weights_kept_on_error(self):
             return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        self._check_image_size(x)
+        return super().train_on_batch(x, *args, **kwargs)
+
+    def test_on_batch(self, x, *args, **kwargs):
+        self._check_image_size(x)
+        return super().test_on_batch(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._check_image_size(x)
+        return super().predict_on_batch(x)
 
     def smallest_image_side(self):
         """The smallest height and width the model takes: the stem's stride times 2 per downsampling (32 for the

@@ -57,8 +57,10 @@ def open_size_model():
 @pytest.mark.parametrize("side", [8, 16, 31, 8])
 def test_too_small_images_given_to_an_open_size_model_are_refused_and_the_model_keeps_its_weights(open_size_model, side):
     model, images, expected = open_size_model
-    with pytest.raises(ValueError, match=rf"The images are {side}x32 pixels, too small .* at least 32x32 pixels"):
-        model.predict(np.zeros((1, side, 32, 3), "float32"), verbose=0)
+    small = np.zeros((1, side, 32, 3), "float32")
+    for run in (lambda: model.predict(small, verbose=0), lambda: model.predict_on_batch(small)):
+        with pytest.raises(ValueError, match=rf"The images are {side}x32 pixels, too small .* at least 32x32 pixels"):
+            run()
     np.testing.assert_array_equal(model.predict(images, verbose=0), expected)
 
 

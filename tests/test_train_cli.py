@@ -225,4 +225,15 @@ def test_a_second_train_on_a_folder_another_process_writes_is_refused_naming_it(
         first.kill()
         first.wait()
     with exclusive_run(output):  # a killed holder leaves no lock behind
-        pass
+        assert (output / ".train.lock").read_text().startswith(f"process {os.getpid()} on ")
+
+
+def test_the_run_lock_leaves_a_folder_as_it_found_it(tmp_path):
+    from keras_convnext.training.run_lock import exclusive_run
+
+    with pytest.raises(RuntimeError, match="refused before writing"), exclusive_run(tmp_path / "new"):
+        raise RuntimeError("refused before writing")
+    assert not (tmp_path / "new").exists()
+    with exclusive_run(tmp_path / "run"):
+        (tmp_path / "run" / "history.csv").write_text("epoch\n")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.csv"]

@@ -41,8 +41,10 @@ def export_saved_model(
     """Writes ``export_dir/<version>/``, a SavedModel with TF Serving signatures, plus an example
     ``models.config`` and ``batching_parameters.txt`` in ``export_dir``; returns the version folder.
 
-    ``model_or_file``: a ``keras.Model``, a ``.keras`` file, a ``.weights.h5`` (with ``variant``, ``classes``,
-    ``image_size`` unless a ``train_config.json`` lies beside it) or a ``keras-convnext train`` output folder.
+    ``model_or_file``: a ``keras.Model``, a ``.keras`` file, a ``.weights.h5`` (with ``variant`` and ``image_size``
+    unless a ``train_config.json`` lies beside it) or a ``keras-convnext train`` output folder. The classes are the
+    file's own: a ``classes`` that differs from them, or a file without a classifier, is refused before anything is
+    written.
     Under JAX or PyTorch the model is rebuilt under TensorFlow in a subprocess from the saved file, so the graph
     holds plain TF ops (no XLA), which TF Serving's CPU and GPU builds run. The version folder appears by a
     rename once complete, so a watching TF Serving never loads half a model.
