@@ -203,8 +203,8 @@ def build_variant(variant, *, name=None, weights=None, **kwargs):
     """Builds ``variant`` (a ``Variant`` row) with ``ConvNeXt``; ``kwargs`` may override its architecture.
 
     ``weights="imagenet"`` means the variant's default preset; a preset of another variant is refused. A preset
-    also sets the input normalisation (its mean and std), the default input size (its eval size) and, for a CLIP
-    image tower, the embedding head.
+    also sets the input normalisation (its mean and std), the default input size (its eval size), the classes (its
+    classifier's, unless ``classes`` asks for another number) and, for a CLIP image tower, the embedding head.
 
     Example:
         >>> model = build_variant(VARIANTS["convnextv2_atto"], include_top=False)
@@ -241,6 +241,10 @@ def _preset_arguments(preset, variant, kwargs):
         "default_size": record["eval"]["input_size"],
     }
     kwargs = {**preset_defaults, **kwargs}
+    if include_top and preset_output(preset) != "embedding" and kwargs.get("classes", DEFAULT_CLASSES) == DEFAULT_CLASSES:
+        # classes left at its default means the preset's own classifier (21841 for an ImageNet-22k head), never a
+        # random 1000-class one; another number asks for a new classifier (fine-tuning), with a warning.
+        kwargs["classes"] = record["classes"]
     if preset_output(preset) == "embedding" and include_top:
         width = record["classes"]
         if kwargs.get("classes", DEFAULT_CLASSES) not in (DEFAULT_CLASSES, width):

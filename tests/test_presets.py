@@ -95,3 +95,25 @@ def test_dinov3_presets_are_backbones_refused_with_a_classifier_before_building(
         kc.create_model("convnext_tiny", weights="convnext_tiny.dinov3_lvd1689m")
     with pytest.raises(ValueError, match="holds convnext_small weights, not convnext_tiny"):
         kc.create_model("convnext_tiny", weights="convnext_small.dinov3_lvd1689m", include_top=False)
+
+
+def test_a_preset_s_own_classifier_is_built_unless_other_classes_are_asked_for(weights_server, tmp_path, monkeypatch, rng):
+    """An ImageNet-22k preset (21841 classes) built with the default classes gets its own head, not a random 1000-class
+    one; here a 7-class stand-in of convnext_atto's preset, served from 127.0.0.1."""
+    import warnings
+
+    source = kc.create_model("convnext_atto", input_shape=(32, 32, 3), classes=7)
+    kc.weights.save_weights(source, tmp_path / "seven.weights.h5")
+    url = weights_server.publish("/seven.weights.h5", (tmp_path / "seven.weights.h5").read_bytes())
+    record = presets()["convnext_atto.d2_in1k"]
+    for key, value in (("urls", [url]), ("sha256", sha256_of(tmp_path / "seven.weights.h5")), ("classes", 7)):
+        monkeypatch.setitem(record, key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the whole checkpoint loads: no "keeps its initialisation"
+        model = kc.ConvNeXtAtto(weights="convnext_atto.d2_in1k", input_shape=(32, 32, 3))
+    images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert model.output_shape == (None, 7)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), source.predict(images, verbose=0))
+    with pytest.warns(UserWarning, match=r"another number of classes \(7\) than the model"):
+        tuned = kc.ConvNeXtAtto(weights="convnext_atto.d2_in1k", input_shape=(32, 32, 3), classes=3)
+    assert tuned.output_shape == (None, 3)
