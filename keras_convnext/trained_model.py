@@ -40,7 +40,8 @@ def describe_source(model_or_file, scratch, *, variant=None, classes=None, image
     run = json.loads(run_path.read_text()) if run_path.exists() else None
     class_names = class_names or (run and run["class_names"])
     evaluation = TRAIN_EVAL if run else IMAGENET_EVAL
-    requested = _requested_classes(classes, class_names)
+    named_by = f"the run's {run_path}" if run and class_names == run["class_names"] else "the class names given"
+    requested = _requested_classes(classes, class_names, named_by)
     if path.suffix == ".keras":
         return {"kind": "keras", "path": str(path), "classes": requested, "class_names": class_names, "eval": evaluation}
     if not path.name.endswith(".weights.h5"):
@@ -55,10 +56,13 @@ def describe_source(model_or_file, scratch, *, variant=None, classes=None, image
     }
 
 
-def _requested_classes(classes, class_names):
+def _requested_classes(classes, class_names, named_by):
     """The number of classes the caller asks for (``None``: whatever the file holds)."""
     if class_names and classes is not None and classes != len(class_names):
-        raise ValueError(f"classes={classes} does not match the {len(class_names)} class names given.")
+        raise ValueError(
+            f"--classes {classes} does not match the {len(class_names)} class names of {named_by}; leave --classes out "
+            "to use the model's own."
+        )
     return len(class_names) if class_names else classes
 
 

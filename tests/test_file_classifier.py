@@ -134,3 +134,14 @@ def test_fine_tuning_in_python_still_loads_all_but_the_classifier_with_one_clear
         keras.ops.convert_to_numpy(model.get_layer("stem").conv.kernel),
         keras.ops.convert_to_numpy(files["model"].get_layer("stem").conv.kernel),
     )
+
+
+def test_classes_that_disagree_with_a_run_s_class_names_are_refused_naming_the_run(files, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    files["model"].save(run / "model.keras")
+    (run / "train_config.json").write_text(json.dumps({"config": {"variant": "convnext_atto", "image_size": 32},
+                                                       "class_names": ["cat", "dog"]}))
+    with pytest.raises(ValueError, match=r"--classes 5 does not match the 2 class names of the run's .*train_config.json"):
+        describe_source(run, None, classes=5)
+    assert describe_source(run, None)["classes"] == 2
