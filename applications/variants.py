@@ -6,10 +6,11 @@ follow the same pattern (``convnext_isotropic_small``).
 
 import dataclasses
 import difflib
+import fnmatch
 
 from keras_convnext.applications.convnext import ConvNeXt
 from keras_convnext.applications.model_head import POOLINGS
-from keras_convnext.weights import preset_for, preset_output, presets
+from keras_convnext.weights import list_presets, preset_for, preset_output, presets, unknown_preset_hint
 
 # Every published variant uses these; count_parameters relies on them.
 KERNEL_SIZE = 7
@@ -127,16 +128,28 @@ VARIANTS = {
 }
 
 
-def list_models(family=None):
-    """The names ``create_model`` accepts, optionally only those of one family ("V1", "V2", "isotropic").
+FAMILIES = ("V1", "V2", "isotropic")
+
+
+def list_models(filter=None, pretrained=False, family=None):
+    """The names ``create_model`` accepts: the architectures, or with ``pretrained=True`` the pretrained tags
+    (``"convnext_tiny.fb_in1k"``), as ``timm.list_models``. ``filter`` is a pattern (``"convnext*"``, fnmatch) or a
+    family ("V1", "V2", "isotropic", also ``family=``).
 
     Example:
         >>> list_models("V2")[:2]
         ['convnextv2_atto', 'convnextv2_femto']
+        >>> list_models("convnext_tiny*", pretrained=True)[:2]
+        ['convnext_tiny.fb_in1k', 'convnext_tiny.fb_in22k_ft_in1k']
     """
-    if family is not None and family not in {"V1", "V2", "isotropic"}:
-        raise ValueError(f"family must be 'V1', 'V2', 'isotropic' or None; got {family!r}.")
-    return [name for name, variant in VARIANTS.items() if family in (None, variant.family)]
+    if filter in FAMILIES:
+        family, filter = filter, None
+    if family not in (None, *FAMILIES):
+        raise ValueError(f"family must be one of {FAMILIES} or None; got {family!r}.")
+    names = [name for name, variant in VARIANTS.items() if family in (None, variant.family)]
+    if pretrained:
+        names = [tag for name in names for tag in list_presets(name)]
+    return names if filter is None else [name for name in names if fnmatch.fnmatchcase(name, str(filter))]
 
 
 def get_variant(name):
@@ -193,16 +206,44 @@ def count_parameters(name, classes=1000, include_top=True, pooling=None):
 def create_model(model_name, /, **kwargs):
     """Builds the variant called ``model_name`` (timm's naming); ``kwargs`` go to its builder.
 
+    A pretrained tag (``"convnext_tiny.fb_in1k"``, ``list_models(pretrained=True)``) builds that tag's model, its
+    classes, input size and normalisation, and loads its weights; ``weights=None`` gives the same model untrained. A
+    backbone's tag (DINOv3) builds it without a top, pooled, unless ``include_top``/``pooling`` say otherwise.
+
     Example:
         >>> model = create_model("convnext_atto", classes=10, input_shape=(64, 64, 3))
+        >>> create_model("convnext_atto.d2_in1k", weights=None).input_shape  # the tag's model, untrained
+        (None, 224, 224, 3)
     """
+    if isinstance(model_name, str) and "." in model_name:
+        return _create_tagged(model_name, kwargs)
     return build_variant(get_variant(model_name), **kwargs)
 
 
-def build_variant(variant, *, name=None, weights=None, **kwargs):
+def _create_tagged(tag, kwargs):
+    record = presets().get(tag)
+    if record is None:
+        raise ValueError(
+            f"Unknown pretrained tag {tag!r}.{unknown_preset_hint(tag)} keras_convnext.list_models(pretrained=True) "
+            "lists them; an architecture name has no '.' (keras_convnext.list_models())."
+        )
+    weights = kwargs.pop("weights", tag)
+    if weights not in (None, tag):
+        raise ValueError(
+            f"create_model({tag!r}) builds that tag's model with its own weights; weights= may only be None (the same "
+            f"model untrained), got {weights!r}. Other weights go with the architecture: "
+            f"create_model({record['variant']!r}, weights=...)."
+        )
+    if record["classes"] is None:  # a feature backbone: what timm's create_model gives for it (num_classes=0)
+        kwargs = {"include_top": False, "pooling": "avg", **kwargs}
+    return build_variant(get_variant(record["variant"]), weights=tag, load_preset=weights is not None, **kwargs)
+
+
+def build_variant(variant, *, name=None, weights=None, load_preset=True, **kwargs):
     """Builds ``variant`` (a ``Variant`` row) with ``ConvNeXt``; ``kwargs`` may override its architecture.
 
-    ``weights="imagenet"`` means the variant's default preset; a preset of another variant is refused. A preset
+    ``weights="imagenet"`` means the variant's default preset; a preset of another variant is refused;
+    ``load_preset=False`` builds a preset's model without its weights. A preset
     also sets the input normalisation (its mean and std), the default input size (its eval size), the classes (its
     classifier's, unless ``classes`` asks for another number) and, for a CLIP image tower, the embedding head.
 
@@ -212,7 +253,8 @@ def build_variant(variant, *, name=None, weights=None, **kwargs):
     preset = preset_for(weights, variant.name)
     if preset:
         kwargs = _preset_arguments(preset, variant, kwargs)
-    return ConvNeXt(weights=preset or weights, **{**variant.architecture(), **kwargs}, name=name or variant.name)
+        weights = preset if load_preset else None
+    return ConvNeXt(weights=weights, **{**variant.architecture(), **kwargs}, name=name or variant.name)
 
 
 def _preset_arguments(preset, variant, kwargs):

@@ -117,3 +117,47 @@ def test_a_preset_s_own_classifier_is_built_unless_other_classes_are_asked_for(w
     with pytest.warns(UserWarning, match=r"another number of classes \(7\) than the model"):
         tuned = kc.ConvNeXtAtto(weights="convnext_atto.d2_in1k", input_shape=(32, 32, 3), classes=3)
     assert tuned.output_shape == (None, 3)
+    by_tag = kc.create_model("convnext_atto.d2_in1k", input_shape=(32, 32, 3))  # timm's naming: the tag's own model
+    np.testing.assert_array_equal(by_tag.predict(images, verbose=0), source.predict(images, verbose=0))
+
+
+def test_list_models_lists_every_pretrained_tag_and_filters_like_timm():
+    tags = kc.list_models(pretrained=True)
+    assert sorted(tags) == sorted(presets()) and len(tags) == len(set(tags))
+    assert kc.list_models("convnextv2_atto*", pretrained=True) == [
+        tag for tag in presets() if tag.startswith("convnextv2_atto")]
+    assert kc.list_models("*atto") == ["convnext_atto", "convnextv2_atto"]
+    assert kc.list_models("V2") == kc.list_models(family="V2") == [n for n in kc.list_models() if n.startswith("convnextv2_")]
+    with pytest.raises(ValueError, match="family must be one of"):
+        kc.list_models(family="V3")
+
+
+def test_every_tag_builds_its_model_by_name_without_building_or_downloading_here(monkeypatch):
+    """What create_model(tag) hands the generic builder, for every tag: the tag's classes, size, normalisation and
+    weights (or none), checked without building 846M parameters or going online."""
+    from keras_convnext.applications import variants
+
+    handed = {}
+    monkeypatch.setattr(variants, "ConvNeXt", lambda **kwargs: handed.update(kwargs) or kwargs)
+    for tag, record in presets().items():
+        for weights in (tag, None):
+            handed.clear()
+            kc.create_model(tag, **({} if weights else {"weights": None}))
+            assert handed["weights"] == weights, tag
+            assert handed["default_size"] == record["eval"]["input_size"], tag
+            assert tuple(handed["pixel_mean"]) == tuple(record["eval"]["mean"]), tag
+            assert tuple(handed["pixel_std"]) == tuple(record["eval"]["std"]), tag
+            if record["classes"] is None:  # a backbone: pooled features, as timm's num_classes=0
+                assert handed["include_top"] is False and handed["pooling"] == "avg", tag
+            else:
+                assert handed.get("include_top", True) and handed["classes"] == record["classes"], tag
+            assert kc.get_variant(record["variant"]).depths == tuple(handed["depths"]), tag
+
+
+@pytest.mark.parametrize("name, message", [
+    ("convnext_tiny.fb_1k", r"Unknown pretrained tag 'convnext_tiny.fb_1k'\. Did you mean 'convnext_tiny.fb_in1k'"),
+    ("convnext_tiny.fb_in1k", r"weights= may only be None .* create_model\('convnext_tiny', weights=\.\.\.\)"),
+])
+def test_a_bad_tag_or_other_weights_for_a_tag_are_refused_before_building(name, message):
+    with pytest.raises(ValueError, match=message):
+        kc.create_model(name, weights="elsewhere.safetensors")
