@@ -17,9 +17,9 @@ class ConvNeXtModel(keras.Model):
     and ``predict`` and puts them back only when they end; one that fails before its first step ends (an image too
     small for the model, a batch of the wrong shape) left a model with no weights, whose every later call failed
     with ``TypeError: 'NoneType' object is not callable``. Here every value taken out and not put back is restored
-    as it was, and the error is raised as it came. On TensorFlow and PyTorch nothing is taken out; there the
-    optimizer is built before the first step, since TensorFlow refused to create its variables in the ``fit`` after
-    a failed first one.
+    as it was, and the error is raised as it came. On TensorFlow and PyTorch nothing is taken out; on every backend
+    the step functions traced by a failed run are dropped, since TensorFlow refused to create the optimizer's
+    variables in the ``fit`` after a failed first one.
 
     Example:
         >>> import numpy as np
@@ -102,7 +102,8 @@ def _taken_out(variable):
 @contextlib.contextmanager
 def weights_kept_on_error(model):
     """Within the block, an error leaves ``model``'s variables (and its optimizer's) as they were wherever the JAX
-    trainer took them out; the optimizer is built first, on every backend.
+    trainer took them out, and drops the step functions traced so far, so that the next run traces anew (TensorFlow
+    refused to create the optimizer's variables in a second trace of the ``fit`` step that failed).
 
     Example:
         >>> import numpy as np
@@ -111,19 +112,18 @@ def weights_kept_on_error(model):
         >>> with weights_kept_on_error(model):
         ...     outputs = model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0)
     """
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None and not optimizer.built and model.built:
-        # As fit would; built inside a first train step that fails, TensorFlow's next fit would refuse to create them.
-        optimizer.build(model.trainable_variables)
-    if keras.backend.backend() != "jax":
-        yield
-        return
-    variables = list(model.variables) + list(optimizer.variables if optimizer is not None else [])
-    saved = [(variable, variable.value) for variable in variables]  # JAX arrays are immutable: no copies made
+    saved = []
+    if keras.backend.backend() == "jax":
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not optimizer.built and model.built:
+            optimizer.build(model.trainable_variables)  # as fit would, so that its variables are saved here too
+        variables = list(model.variables) + list(optimizer.variables if optimizer is not None else [])
+        saved = [(variable, variable.value) for variable in variables]  # JAX arrays are immutable: no copies made
     try:
         yield
     except BaseException:
         for variable, value in saved:
             if _taken_out(variable):
                 variable.assign(value)
+        model.train_function = model.test_function = model.predict_function = None
         raise
