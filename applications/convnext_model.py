@@ -70,10 +70,14 @@ class ConvNeXtModel(keras.Model):
             >>> kc.ConvNeXtAtto(input_shape=(None, None, 3)).smallest_image_side()
             32
         """
-        stems = [layer for layer in self.layers if isinstance(layer, ConvNeXtStem)]
-        if len(stems) != 1:
+        stem = self._stem()
+        if stem is None:
             return None
-        return stems[0].patch_size * 2 ** sum(isinstance(layer, ConvNeXtDownsample) for layer in self.layers)
+        return stem.patch_size * 2 ** sum(isinstance(layer, ConvNeXtDownsample) for layer in self.layers)
+
+    def _stem(self):
+        stems = [layer for layer in self.layers if isinstance(layer, ConvNeXtStem)]
+        return stems[0] if len(stems) == 1 else None
 
     def _check_image_size(self, images):
         """Refuses arrays (or a ``tf.data`` dataset's declared shape) whose images are too small, before a graph is
@@ -85,8 +89,7 @@ class ConvNeXtModel(keras.Model):
         smallest = self.smallest_image_side() if shape is not None and len(shape) == 4 else None
         if smallest is None:
             return
-        channels_first = next(layer for layer in self.layers if isinstance(layer, ConvNeXtStem)).data_format == "channels_first"
-        height, width = shape[2:4] if channels_first else shape[1:3]
+        height, width = shape[2:4] if self._stem().data_format == "channels_first" else shape[1:3]
         if any(side is not None and side < smallest for side in (height, width)):
             raise ValueError(
                 f"The images are {height}x{width} pixels, too small for this ConvNeXt: it needs images of at least "

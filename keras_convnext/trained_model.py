@@ -76,12 +76,17 @@ def _file_classes(path, requested):
             f"{str(path)!r} holds no classifier (head_dense): it is a backbone, and its classifier would be random. "
             "Fine-tune it first (keras-convnext train --weights), or load it with include_top=False in Python."
         )
+    _check_own_classes(path, held, requested)
+    return held
+
+
+def _check_own_classes(path, held, requested):
+    """Refuses ``requested`` classes (``None``: any) other than the ``held`` ones of the model file at ``path``."""
     if requested is not None and requested != held:
         raise ValueError(
             f"{str(path)!r} holds a {held}-class classifier, but {requested} classes were asked for (--classes or "
             f"the run's class names); expected the file's own {held}. Leave --classes out to use the file's."
         )
-    return held
 
 
 def load_source(spec):
@@ -96,12 +101,7 @@ def load_source(spec):
         import keras_convnext  # noqa: F401  (registers the layers and the optimizer)
 
         model = keras.saving.load_model(spec["path"], compile=False)
-        requested, held = spec.get("classes"), model.output_shape[-1]
-        if requested is not None and requested != held:
-            raise ValueError(
-                f"{spec['path']!r} is a {held}-class model, but {requested} classes were asked for (--classes or "
-                f"the run's class names); expected its own {held}. Leave --classes out to use the file's."
-            )
+        _check_own_classes(spec["path"], model.output_shape[-1], spec.get("classes"))
         return model
     from keras_convnext.applications import create_model
     from keras_convnext.weights import load_weights

@@ -46,15 +46,17 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         return int(json.loads(self._state_path.read_text())["epoch"])
 
     def on_train_begin(self, logs=None):
+        self._restored_epochs = 0
         if not self._state_path.exists():
             return
         state = json.loads(self._state_path.read_text())
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(self.backup_dir / state["weights"])
+        self._restored_epochs = int(state["epoch"])
 
     def on_epoch_begin(self, epoch, logs=None):
-        done = self.completed_epochs()
+        done = self._restored_epochs
         if epoch < done:
             raise ValueError(
                 f"The backup in {self.backup_dir} holds {done} epochs, and fit was about to train epoch {epoch + 1} "
