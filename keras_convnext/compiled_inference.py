@@ -54,15 +54,19 @@ def _tensorflow(model, xla):
 def _jax(model):
     import jax
 
-    trainable = [variable.value for variable in model.trainable_variables]
-    non_trainable = [variable.value for variable in model.non_trainable_variables]
-
     @jax.jit
     def forward(trainable, non_trainable, images):
         outputs, _ = model.stateless_call(trainable, non_trainable, images, training=False)
         return outputs
 
-    return lambda images: forward(trainable, non_trainable, images)
+    def run(images):
+        # The values are read at every call, never kept: Keras' JAX trainer donates them to its jitted steps
+        # (predict, fit, evaluate), which deletes the arrays a kept list would still point to.
+        trainable = [variable.value for variable in model.trainable_variables]
+        non_trainable = [variable.value for variable in model.non_trainable_variables]
+        return forward(trainable, non_trainable, images)
+
+    return run
 
 
 def _torch(model, mode):

@@ -142,6 +142,22 @@ def test_compile_for_inference_equals_the_eager_model(data_format):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(predict(images[:1])), compiled[:1], atol=1e-5)
 
 
+def test_unfolded_compiled_inference_follows_the_model_through_predict_and_training():
+    # Keras' JAX trainer donates the weights' arrays to its jitted steps: a compiled forward that kept them failed
+    # after the model's first predict ("Buffer has been deleted or donated").
+    model = tiny_model()
+    images = images_for(model, 2)
+    predict = kc.compile_for_inference(model, fold_weights=False, tensorflow_xla=True)
+    before = keras.ops.convert_to_numpy(predict(images))
+    model.predict(images, verbose=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(predict(images)), before, atol=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    model.fit(images, np.array([0, 1]), epochs=1, verbose=0)
+    after = keras.ops.convert_to_numpy(predict(images))
+    assert np.abs(after - before).max() > 1e-4, "training changed the weights; the compiled forward must see it"
+    np.testing.assert_allclose(after, model.predict(images, verbose=0), atol=1e-5)
+
+
 def test_compile_for_inference_refuses_what_is_not_a_model():
     with pytest.raises(TypeError, match="needs a keras.Model; got Dense"):
         kc.compile_for_inference(keras.layers.Dense(3))
