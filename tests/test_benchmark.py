@@ -125,3 +125,70 @@ def test_gpu_weight_parity_runs_end_to_end_on_a_machine_without_a_gpu(tmp_path):
         assert 0 < report[backend]["bfloat16_eager"]["max_abs_diff"] < 0.1 * report[backend]["logit_scale"]
         assert report[backend]["bfloat16_eager"]["top1_agreement"].endswith("/4")
     assert not list(tmp_path.glob("*.h5"))  # the weights stay in a temporary folder
+
+
+@pytest.mark.once
+def test_gpu_sweep_times_what_compiled_and_records_why_the_rest_was_left_out():
+    from keras_convnext.benchmarks.gpu_sweep import Deadline, compile_then_alternate, summarize_sweep
+
+    def rejected():
+        raise ValueError("No such option: xla_gpu_made_up\nsecond line")
+
+    calls = []
+    candidates = [("fast", "", lambda: (lambda: calls.append("fast"))), ("rejected", "", rejected),
+                  ("torch_compile", "", lambda: (lambda: calls.append("baseline")))]
+    seconds, left_out, ready = compile_then_alternate(candidates, rounds=3, deadline=Deadline(60), warmup=1)
+    assert [candidate.name for candidate in ready] == ["fast", "torch_compile"]
+    assert left_out == {"rejected": "ValueError: No such option: xla_gpu_made_up"}
+    # One warm-up each while compiling, one untimed alternating round, three timed ones.
+    assert calls == ["fast", "baseline"] + ["fast", "baseline"] * 4 and len(seconds["fast"]) == 3
+    _, left_out, ready = compile_then_alternate(candidates, rounds=1, deadline=Deadline(-1), always=1)
+    assert [candidate.name for candidate in ready] == ["fast"] and set(left_out) == {"rejected", "torch_compile"}
+    assert left_out["torch_compile"] == "not compiled: the sweep's time budget was spent"
+    rows = summarize_sweep({"fast": [0.5, 0.25], "torch_compile": [1.0, 1.0]}, 8)
+    assert rows["fast"]["images_per_second"] == pytest.approx(8 / 0.375)
+    assert rows["fast"]["vs_torch_compile"] == {"median": 3.0, "min": 2.0, "max": 4.0}
+    assert "vs_torch_compile" not in rows["torch_compile"]
+
+
+@pytest.mark.once
+def test_gpu_sweep_kernel_tables_name_what_ran_on_this_machine():
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from keras_convnext.benchmarks.gpu_sweep import top_jax_kernels, top_torch_kernels
+
+    matmul = jax.jit(lambda x: jnp.tanh(x @ x))
+    x = jnp.ones((128, 128))
+    matmul(x).block_until_ready()
+    tables = top_jax_kernels(lambda: matmul(x).block_until_ready(), steps=2)
+    rows = [row for table in tables.values() for row in table]
+    assert rows and all(milliseconds >= 0 for _, milliseconds, _ in rows)
+    assert any("dot" in name or "tanh" in name or "fusion" in name for name, _, _ in rows)
+    a = torch.ones(256, 256)
+    torch_rows = top_torch_kernels(lambda: a @ a, steps=2)
+    assert any(name == "aten::mm" and calls == 1 for name, _, calls in torch_rows)
+
+
+@pytest.mark.large
+@pytest.mark.skipif(BACKEND != "jax", reason="the sweep's own candidates are JAX's (Keras steps, compiler options); "
+                    "the torch sweep times the throughput benchmark's candidates, tested above")
+def test_gpu_sweep_runs_end_to_end_on_a_cpu(tmp_path, capsys):
+    from keras_convnext.benchmarks.gpu_sweep import main as sweep
+
+    output = tmp_path / "sweep.json"
+    assert sweep([str(output), "--variant", "convnext_atto", "--image-size", "32", "--batch-size", "2",
+                  "--rounds", "2", "--budget-seconds", "20", "--baselines", "torch_eager"]) == 0
+    result = json.loads(output.read_text())
+    for mode in ("inference", "training"):
+        entry = result["modes"][mode]
+        timed, left_out = set(entry["rows"]), set(entry["left_out"])
+        assert timed | left_out == set(entry["candidates"]) and not timed & left_out
+        # The default and the baseline always run, so a short budget still measures the headline ratio.
+        assert {"torch_eager", "compiled" if mode == "inference" else "keras_train"} <= timed
+        assert all(row["images_per_second"] > 0 for row in entry["rows"].values())
+        assert all("vs_torch_eager" in row for name, row in entry["rows"].items() if name != "torch_eager")
+        assert all(reason for reason in entry["left_out"].values())
+    assert result["modes"]["inference"]["profiles"]["compiled"]
+    assert "top kernels per step" in capsys.readouterr().out

@@ -3,9 +3,14 @@
 # 1. one .weights.h5 under torch and JAX on the GPU against the CPU's float32 logits (gpu_weight_parity);
 # 2. throughput: ConvNeXt-T, 224x224, mixed bfloat16, batch 256, this package compiled (torch.compile on the torch
 #    backend, XLA on JAX) against timm eager and timm torch.compile, alternating rounds.
-# 3. (named only) jax_depthwise: the JAX row again with the depthwise conv as 49 shifted multiply-adds and JAX's own
+# 3. sweep: under JAX, every candidate (Keras' predict and train steps, compile_for_inference folded and not, the
+#    shift-and-add depthwise conv, one XLA option at a time) and then the torch backend's compiled model, each
+#    process timing them against timm eager and torch.compile alternately, then printing the top kernels
+#    (gpu_sweep.py; compiling stops after SWEEP_BUDGET seconds per backend, 240 by default; SWEEP_BACKENDS=jax for
+#    one). On the H100, 200 s compiled 6 of the 14 JAX candidates: give the JAX sweep 500 s to measure them all.
+# 4. (named only) jax_depthwise: the JAX row again with the depthwise conv as 49 shifted multiply-adds and JAX's own
 #    gradient (KERAS_CONVNEXT_FAST_PATHS=depthwise=shift_and_add_autodiff) instead of XLA's grouped convolution.
-#   sh keras_convnext/benchmarks/gpu.sh [RESULTS_DIR] [PYTHON] [parity|throughput|jax_depthwise ...]  (make bench-gpu)
+#   sh keras_convnext/benchmarks/gpu.sh [RESULTS_DIR] [PYTHON] [parity|throughput|sweep|jax_depthwise ...]  (make bench-gpu)
 set -eu
 results=${1:-benchmark-results}
 python=${2:-python3}
@@ -30,6 +35,16 @@ for part in $parts; do
                 --json "$results/$gpu-$backend-bf16-b256-compiled.json"
         done
         ;;
+    sweep)
+        budget=${SWEEP_BUDGET:-240}
+        for backend in ${SWEEP_BACKENDS:-jax torch}; do
+            # A hard stop past the budget (its last compile, the timed rounds, the profile): the JSON is written
+            # after each mode, so a stopped run keeps what it measured.
+            KERAS_BACKEND=$backend XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 \
+                timeout $((budget + 120)) "$python" -m keras_convnext.benchmarks.gpu_sweep \
+                "$results/$gpu-$backend-sweep.json" --budget-seconds "$budget" || status=1
+        done
+        ;;
     jax_depthwise)
         KERAS_BACKEND=jax KERAS_CONVNEXT_FAST_PATHS=depthwise=shift_and_add_autodiff XLA_PYTHON_CLIENT_PREALLOCATE=false \
             PYTHONUNBUFFERED=1 "$python" -m keras_convnext bench \
@@ -38,7 +53,7 @@ for part in $parts; do
             --json "$results/$gpu-jax-bf16-b256-compiled-shift-and-add.json"
         ;;
     *)
-        echo "gpu.sh: unknown part '$part'; expected parity, throughput or jax_depthwise" >&2
+        echo "gpu.sh: unknown part '$part'; expected parity, throughput, sweep or jax_depthwise" >&2
         exit 2
         ;;
     esac
