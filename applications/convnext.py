@@ -60,6 +60,9 @@ def ConvNeXt(
     mlp_ratio=4,
     stem_patch_size=4,
     stem_norm=True,
+    stem_type="patch",
+    norm_type="layernorm",
+    head_norm_first=False,
     use_grn=False,
     layer_scale_init_value=1e-6,
     norm_epsilon=1e-6,
@@ -93,6 +96,11 @@ def ConvNeXt(
         depths, dims: blocks per stage and channels per stage.
         kernel_size, mlp_ratio: depthwise kernel side and MLP expansion of each block.
         stem_patch_size, stem_norm: patchify stem (4 and True, or 16 and False for isotropic models).
+        stem_type: ``"patch"``, or one of timm's overlapping stems (``"overlap"``, ``"overlap_tiered"``,
+            ``"overlap_act"``: two 3x3 stride-2 convs; see ``ConvNeXtStem``).
+        norm_type: every norm of the model (stem, downsampling, blocks, head): ``"layernorm"``, or timm's
+            scale-only ``"rmsnorm"`` / ``"simplenorm"``.
+        head_norm_first: the head's norm before the pooling (timm's ``_hnf`` models), not after.
         use_grn: ConvNeXt-V2's Global Response Normalization in every block.
         layer_scale_init_value: LayerScale's initial value, ``None`` for none (V2, isotropic).
         norm_epsilon: epsilon of every LayerNorm.
@@ -129,6 +137,8 @@ def ConvNeXt(
     depths, dims = tuple(int(d) for d in depths), tuple(int(d) for d in dims)
     if not depths or len(depths) != len(dims) or min(depths) < 1 or min(dims) < 1:
         raise ValueError(f"depths and dims must be equally long sequences of positive integers; got {depths} and {dims}.")
+    if stem_type != "patch" and stem_patch_size != 4:
+        raise ValueError(f"stem_type={stem_type!r} divides the side by 4; stem_patch_size must be 4, got {stem_patch_size}.")
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1); got {drop_path_rate!r}.")
     head_arguments = {
@@ -157,11 +167,14 @@ def ConvNeXt(
     if include_preprocessing:
         x = pixel_normalization(data_format, pixel_mean, pixel_std)(x)
     x = ConvNeXtStem(
-        dims[0], stem_patch_size, use_norm=stem_norm, norm_epsilon=norm_epsilon, data_format=data_format, name=STEM
+        dims[0], stem_patch_size, use_norm=stem_norm, norm_epsilon=norm_epsilon, data_format=data_format,
+        stem_type=stem_type, norm_type=norm_type, name=STEM,
     )(x)
     for stage, (depth, width, rates) in enumerate(zip(depths, dims, drop_path_rates(depths, drop_path_rate))):
         if stage > 0:
-            x = ConvNeXtDownsample(width, norm_epsilon, data_format=data_format, name=downsample_name(stage))(x)
+            x = ConvNeXtDownsample(
+                width, norm_epsilon, data_format=data_format, norm_type=norm_type, name=downsample_name(stage)
+            )(x)
         for block in range(depth):
             x = ConvNeXtBlock(
                 kernel_size=kernel_size,
@@ -170,10 +183,12 @@ def ConvNeXt(
                 drop_path_rate=rates[block],
                 use_grn=use_grn,
                 norm_epsilon=norm_epsilon,
+                norm_type=norm_type,
                 data_format=data_format,
                 name=block_name(stage, block),
             )(x)
-    outputs = head(x, **head_arguments, norm_epsilon=norm_epsilon, data_format=data_format)
+    outputs = head(x, **head_arguments, norm_epsilon=norm_epsilon, data_format=data_format, norm_type=norm_type,
+                   head_norm_first=head_norm_first)
     model = ConvNeXtModel(inputs, outputs, name=name)
     if weights_path is not None:
         load_checkpoint(model, weights_path)

@@ -4,7 +4,7 @@ import keras
 
 from keras_convnext.layer_names import EMBEDDING, HEAD_DENSE, HEAD_DROPOUT, HEAD_HIDDEN, HEAD_LAYERNORM, PREDICTIONS
 from keras_convnext.layers.initializers import kernel_initializer
-from keras_convnext.layers.layer_norm import LayerNorm
+from keras_convnext.layers.scale_norms import channel_norm
 
 POOLINGS = (None, "avg", "max")
 # What the top's last layer gives: class scores, or an image embedding (a CLIP tower's projection, no activation).
@@ -68,7 +68,7 @@ def pool(x, pooling, data_format):
 
 def head(
     x, *, include_top, pooling, classes, classifier_activation, dropout_rate, head_init_scale, norm_epsilon, data_format,
-    head_hidden_size=None, head_output=PREDICTIONS,
+    head_hidden_size=None, head_output=PREDICTIONS, norm_type="layernorm", head_norm_first=False,
 ):
     """Adds ConvNeXt's head on the last feature map.
 
@@ -77,6 +77,8 @@ def head(
     or ``embedding`` for ``head_output="embedding"`` (a CLIP tower: no activation). Without the top,
     ``pooling="avg"`` or ``"max"`` pools and applies ``head_layernorm`` (as timm's pre-logits and
     keras.applications do); ``pooling=None`` returns the last feature map itself, with no extra LayerNorm.
+    ``head_norm_first`` (timm's ``_hnf`` models) puts ``head_layernorm`` on the feature map before the pooling.
+    ``norm_type`` is the norm of ``head_layernorm``.
 
     Example:
         >>> features = keras.Input((7, 7, 768))
@@ -88,8 +90,12 @@ def head(
     """
     if not include_top and pooling is None:
         return x
-    x = pool(x, "avg" if include_top else pooling, data_format)
-    x = LayerNorm(norm_epsilon, name=HEAD_LAYERNORM)(x)
+    if head_norm_first:
+        x = channel_norm(norm_type, norm_epsilon, data_format=data_format, name=HEAD_LAYERNORM)(x)
+        x = pool(x, "avg" if include_top else pooling, data_format)
+    else:
+        x = pool(x, "avg" if include_top else pooling, data_format)
+        x = channel_norm(norm_type, norm_epsilon, name=HEAD_LAYERNORM)(x)
     if not include_top:
         return x
     if head_hidden_size:

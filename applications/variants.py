@@ -10,6 +10,7 @@ import fnmatch
 
 from keras_convnext.applications.convnext import ConvNeXt
 from keras_convnext.applications.model_head import POOLINGS
+from keras_convnext.layers.stem import tiered_width
 from keras_convnext.weights import list_presets, preset_for, preset_output, presets, unknown_preset_hint
 
 # Every published variant uses these; count_parameters relies on them.
@@ -38,6 +39,9 @@ class Variant:
     stem_patch_size: int = 4
     stem_norm: bool = True
     head_hidden_size: int | None = None  # an MLP head (timm's convnext_large_mlp, for CLIP towers)
+    stem_type: str = "patch"  # timm's overlapping stems: "overlap", "overlap_tiered", "overlap_act"
+    norm_type: str = "layernorm"  # timm's "rmsnorm" / "simplenorm" models
+    head_norm_first: bool = False  # timm's _hnf: norm, then pool
     # Stochastic depth of the official ImageNet-1k recipe (V1 and isotropic from scratch, V2 fine-tuning);
     # None where the official repositories publish none.
     recipe_drop_path_rate: float | None = None
@@ -58,20 +62,14 @@ class Variant:
             "stem_patch_size": self.stem_patch_size,
             "stem_norm": self.stem_norm,
             "head_hidden_size": self.head_hidden_size,
+            "stem_type": self.stem_type,
+            "norm_type": self.norm_type,
+            "head_norm_first": self.head_norm_first,
         }
 
 
-def _v1(name, builder_name, depths, dims, drop_path=None, norm_epsilon=1e-6, head_hidden_size=None):
-    return Variant(
-        name,
-        builder_name,
-        "V1",
-        depths,
-        dims,
-        norm_epsilon=norm_epsilon,
-        head_hidden_size=head_hidden_size,
-        recipe_drop_path_rate=drop_path,
-    )
+def _v1(name, builder_name, depths, dims, drop_path=None, **architecture):
+    return Variant(name, builder_name, "V1", depths, dims, recipe_drop_path_rate=drop_path, **architecture)
 
 
 def _v2(name, builder_name, depths, dims, drop_path=None):
@@ -101,11 +99,21 @@ _DEEP = (3, 3, 27, 3)
 VARIANTS = {
     v.name: v
     for v in (
+        # timm's own small models (timm/models/convnext.py's model functions), their stems and norms as it sets them.
+        _v1("convnext_zepto_rms", "ConvNeXtZeptoRMS", (2, 2, 4, 2), (32, 64, 128, 256), norm_type="simplenorm"),
+        _v1("convnext_zepto_rms_ols", "ConvNeXtZeptoRMSOLS", (2, 2, 4, 2), (32, 64, 128, 256), norm_type="simplenorm",
+            stem_type="overlap_act"),
         _v1("convnext_atto", "ConvNeXtAtto", _SMALL, (40, 80, 160, 320)),
+        _v1("convnext_atto_ols", "ConvNeXtAttoOLS", _SMALL, (40, 80, 160, 320), stem_type="overlap_tiered"),
+        _v1("convnext_atto_rms", "ConvNeXtAttoRMS", _SMALL, (40, 80, 160, 320), norm_type="rmsnorm"),
         _v1("convnext_femto", "ConvNeXtFemto", _SMALL, (48, 96, 192, 384)),
+        _v1("convnext_femto_ols", "ConvNeXtFemtoOLS", _SMALL, (48, 96, 192, 384), stem_type="overlap_tiered"),
         _v1("convnext_pico", "ConvNeXtPico", _SMALL, (64, 128, 256, 512)),
+        _v1("convnext_pico_ols", "ConvNeXtPicoOLS", _SMALL, (64, 128, 256, 512), stem_type="overlap_tiered"),
         _v1("convnext_nano", "ConvNeXtNano", (2, 2, 8, 2), (80, 160, 320, 640)),
+        _v1("convnext_nano_ols", "ConvNeXtNanoOLS", (2, 2, 8, 2), (80, 160, 320, 640), stem_type="overlap"),
         _v1("convnext_tiny", "ConvNeXtTiny", _TINY, (96, 192, 384, 768), drop_path=0.1),
+        _v1("convnext_tiny_hnf", "ConvNeXtTinyHNF", _TINY, (96, 192, 384, 768), head_norm_first=True),
         _v1("convnext_small", "ConvNeXtSmall", _DEEP, (96, 192, 384, 768), drop_path=0.4),
         _v1("convnext_base", "ConvNeXtBase", _DEEP, (128, 256, 512, 1024), drop_path=0.5),
         _v1("convnext_large", "ConvNeXtLarge", _DEEP, (192, 384, 768, 1536), drop_path=0.5),
@@ -181,19 +189,25 @@ def count_parameters(name, classes=1000, include_top=True, pooling=None):
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
     patch, dims = v.stem_patch_size, v.dims
-    total = patch * patch * 3 * dims[0] + dims[0] + (2 * dims[0] if v.stem_norm else 0)
+    norm = 2 if v.norm_type == "layernorm" else 1  # parameters per channel: gamma and beta, or gamma alone
+    if v.stem_type == "patch":
+        total = patch * patch * 3 * dims[0] + dims[0]
+    else:  # two 3x3 convs, the first tiered_width(dims[0]) wide in "overlap_tiered"
+        middle = tiered_width(dims[0]) if v.stem_type == "overlap_tiered" else dims[0]
+        total = 9 * 3 * middle + middle + 9 * middle * dims[0] + dims[0]
+    total += norm * dims[0] if v.stem_norm else 0
     for stage, (depth, width) in enumerate(zip(v.depths, dims)):
         if stage > 0:
-            total += 2 * dims[stage - 1] + 4 * dims[stage - 1] * width + width
+            total += norm * dims[stage - 1] + 4 * dims[stage - 1] * width + width
         hidden = MLP_RATIO * width
         block = KERNEL_SIZE * KERNEL_SIZE * width + width  # depthwise conv
-        block += 2 * width  # LayerNorm
+        block += norm * width
         block += width * hidden + hidden + hidden * width + width  # pointwise MLP
         block += 2 * hidden if v.use_grn else 0
         block += width if v.layer_scale_init_value is not None else 0
         total += depth * block
     if include_top or pooling is not None:
-        total += 2 * dims[-1]  # head_layernorm
+        total += norm * dims[-1]  # head_layernorm
     if include_top:
         features = dims[-1]
         if v.head_hidden_size:
@@ -355,11 +369,19 @@ def _builder(name):
     return builder
 
 
+ConvNeXtZeptoRMS = _builder("convnext_zepto_rms")
+ConvNeXtZeptoRMSOLS = _builder("convnext_zepto_rms_ols")
 ConvNeXtAtto = _builder("convnext_atto")
+ConvNeXtAttoOLS = _builder("convnext_atto_ols")
+ConvNeXtAttoRMS = _builder("convnext_atto_rms")
 ConvNeXtFemto = _builder("convnext_femto")
+ConvNeXtFemtoOLS = _builder("convnext_femto_ols")
 ConvNeXtPico = _builder("convnext_pico")
+ConvNeXtPicoOLS = _builder("convnext_pico_ols")
 ConvNeXtNano = _builder("convnext_nano")
+ConvNeXtNanoOLS = _builder("convnext_nano_ols")
 ConvNeXtTiny = _builder("convnext_tiny")
+ConvNeXtTinyHNF = _builder("convnext_tiny_hnf")
 ConvNeXtSmall = _builder("convnext_small")
 ConvNeXtBase = _builder("convnext_base")
 ConvNeXtLarge = _builder("convnext_large")

@@ -32,7 +32,7 @@ def variant_table():
     """One row per variant: name, builder, family, depths, dims and exact parameter count (1000 classes).
 
     Example:
-        >>> variant_table()[4]["params"]
+        >>> next(row for row in variant_table() if row["name"] == "convnext_tiny")["params"]
         28589128
     """
     return [

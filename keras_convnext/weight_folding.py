@@ -2,10 +2,12 @@
 
 Folds (each exact in real arithmetic; in float32 the outputs move by rounding only, ≤ 1e-5):
 
-- a block's LayerNorm ``gamma``/``beta`` into ``pointwise_1``: ``(x̂·γ + β)·W + b = x̂·(γ ⊙ W) + (β·W + b)``;
+- a block's LayerNorm ``gamma``/``beta`` into ``pointwise_1``: ``(x̂·γ + β)·W + b = x̂·(γ ⊙ W) + (β·W + b)``
+  (RmsNorm's and SimpleNorm's ``gamma`` alike, with ``β = 0``);
 - LayerScale into ``pointwise_2``: ``(h·W + b)·s = h·(W ⊙ s) + b·s``;
 - the head's LayerNorm into the head's first dense (``head_hidden`` of an MLP head, else ``head_dense``) the same
-  way (dropout in between is the identity at inference);
+  way (dropout in between is the identity at inference, and so is the pooling between them in a ``head_norm_first``
+  model: the mean of ``x̂·γ + β`` is ``mean(x̂)·γ + β``);
 - stochastic depth, the identity at inference, is dropped.
 
 Each block then runs three fewer elementwise passes over its activations.
@@ -19,7 +21,8 @@ from keras_convnext.layers import ConvNeXtBlock, LayerNorm
 
 
 def _fold_norm_into_dense(norm_weights, dense_weights):
-    gamma, beta = (w.astype("float64") for w in norm_weights)
+    gamma = norm_weights[0].astype("float64")
+    beta = norm_weights[1].astype("float64") if len(norm_weights) > 1 else np.zeros_like(gamma)  # RmsNorm: no shift
     kernel, bias = (w.astype("float64") for w in dense_weights)
     return [gamma[:, None] * kernel, bias + beta @ kernel]
 

@@ -7,9 +7,18 @@ import pytest
 
 import keras_convnext as kc
 
-# timm create_model(name).num_params, 1000 classes (shared/reference/convnext-facts.md).
+# timm create_model(name).num_params, 1000 classes (shared/reference/convnext-facts.md; the _ols, _rms and _hnf
+# models counted with timm 1.0.31, 2026-11-27).
 TIMM_PARAMETER_COUNTS = {
+    "convnext_zepto_rms": 2_155_656,
+    "convnext_zepto_rms_ols": 2_164_232,
     "convnext_atto": 3_695_520,
+    "convnext_atto_ols": 3_702_912,
+    "convnext_atto_rms": 3_693_040,
+    "convnext_femto_ols": 5_226_520,
+    "convnext_pico_ols": 9_061_928,
+    "convnext_nano_ols": 15_649_560,
+    "convnext_tiny_hnf": 28_589_128,
     "convnext_femto": 5_217_784,
     "convnext_pico": 9_045_672,
     "convnext_nano": 15_593_560,

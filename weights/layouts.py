@@ -81,6 +81,12 @@ class Layout:
     torch_arrays: bool = True
     ignored: str = r"$^"  # keys that carry no weights of ours (e.g. Keras' input normalisation)
     zero_biases: tuple = ()  # dense layers the source keeps without a bias: theirs is zeros (open_clip's projection)
+    # Renames keys whose meaning depends on which other keys exist, before the rules see them.
+    rename_keys: object = None
+
+    def renamed(self, state):
+        """``state`` with the keys this layout renames renamed (the same dict if none)."""
+        return state if self.rename_keys is None else self.rename_keys(state)
 
     def matches(self, keys):
         return any(re.fullmatch(self.signature, key) for key in keys)
@@ -101,7 +107,7 @@ class Layout:
             return array
         if target.endswith("depthwise_conv/kernel"):  # (C, 1, k, k) -> (k, k, C, 1)
             return array.transpose(2, 3, 0, 1)
-        if target.endswith("conv/kernel"):  # OIHW -> HWIO
+        if target.endswith(("conv/kernel", "conv_2/kernel")):  # OIHW -> HWIO
             return array.transpose(2, 3, 1, 0)
         if target.endswith(("pointwise_1/kernel", "pointwise_2/kernel", f"{HEAD_DENSE}/kernel", f"{HEAD_HIDDEN}/kernel")):
             return array.reshape(array.shape[0], -1).T  # Linear (out, in), or a 1x1 conv (out, in, 1, 1)
@@ -127,13 +133,34 @@ FB = Layout(
     ignored=r"norms\.3\.(weight|bias)",
 )
 
+def _timm_stem_keys(state):
+    """timm's overlapping stems number their modules on: ``stem.1`` is the norm of a patch stem but the second conv
+    of an ``overlap`` stem (``stem.2``: its norm), and ``overlap_act`` has its GELU at ``stem.1`` (conv ``stem.2``,
+    norm ``stem.3``). Their second conv and norm become ``stem.conv_2.*`` and ``stem.norm.*`` here."""
+    keys = set(state)
+    if "stem.3.weight" in keys:
+        moves = {"stem.2.": "stem.conv_2.", "stem.3.": "stem.norm."}
+    elif "stem.2.weight" in keys:
+        moves = {"stem.1.": "stem.conv_2.", "stem.2.": "stem.norm."}
+    else:
+        return state
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((old for old in moves if key.startswith(old)), None)
+        renamed[moves[prefix] + key[len(prefix):] if prefix else key] = value
+    return renamed
+
+
 TIMM = Layout(
     "timm",
-    "timm (pytorch-image-models) .safetensors / .pth / .bin, Linear or 1x1-conv MLPs",
+    "timm (pytorch-image-models) .safetensors / .pth / .bin, Linear or 1x1-conv MLPs, every stem and norm type",
     r"stem\.0\.weight",
     (
         Rule(r"stem\.0\.(weight|bias)", f"{STEM}/conv", LINEAR),
         Rule(r"stem\.1\.(weight|bias)", f"{STEM}/layernorm", AFFINE),
+        Rule(r"stem\.conv_2\.(weight|bias)", f"{STEM}/conv_2", LINEAR),
+        Rule(r"stem\.norm\.(weight|bias)", f"{STEM}/layernorm", AFFINE),
+        Rule(r"norm_pre\.(weight|bias)", HEAD_LAYERNORM, AFFINE),  # head_norm_first: the norm before the pooling
         Rule(r"stages\.(\d+)\.downsample\.0\.(weight|bias)", _in_downsample("layernorm"), AFFINE),
         Rule(r"stages\.(\d+)\.downsample\.1\.(weight|bias)", _in_downsample("conv"), LINEAR),
         *_block_rules(r"stages\.(\d+)\.blocks\.(\d+)", block_name, "conv_dw", "norm", r"mlp\.fc1", r"mlp\.fc2", r"mlp\.grn", "gamma"),
@@ -141,6 +168,7 @@ TIMM = Layout(
         Rule(r"head\.pre_logits\.fc\.(weight|bias)", HEAD_HIDDEN, LINEAR),  # convnext_large_mlp's MLP head
         Rule(r"head\.fc\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
+    rename_keys=_timm_stem_keys,
 )
 
 OPEN_CLIP = Layout(

@@ -68,6 +68,7 @@ def convert_state_dict(state, layout=None):
     """
     state = {key.removeprefix("module."): value for key, value in state.items()}
     layout = layout or detect_layout(state)
+    state = layout.renamed(state)
     arrays, unmatched = {}, []
     for key, value in state.items():
         target = layout.target(key)

@@ -7,6 +7,7 @@ from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.layer_norm import LayerNorm
 from keras_convnext.layers.layer_scale import LayerScale
 from keras_convnext.layers.pixel_normalization import PixelNormalization
+from keras_convnext.layers.scale_norms import RmsNorm, SimpleNorm
 from keras_convnext.layers.stem import ConvNeXtStem
 from keras_convnext.layers.stochastic_depth import StochasticDepth
 
@@ -19,5 +20,7 @@ __all__ = [
     "LayerNorm",
     "LayerScale",
     "PixelNormalization",
+    "RmsNorm",
+    "SimpleNorm",
     "StochasticDepth",
 ]

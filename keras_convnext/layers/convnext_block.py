@@ -9,7 +9,7 @@ from keras_convnext.layers import torch_onednn_block
 from keras_convnext.layers.fast_paths import fast_path, is_plain_kernel_layer, torch_functional
 from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.initializers import kernel_initializer
-from keras_convnext.layers.layer_norm import LayerNorm
+from keras_convnext.layers.scale_norms import channel_norm, check_norm_type
 from keras_convnext.layers.layer_scale import LayerScale
 from keras_convnext.layers.stochastic_depth import StochasticDepth
 
@@ -50,6 +50,8 @@ class ConvNeXtBlock(keras.layers.Layer):
         norm_epsilon: the LayerNorm epsilon.
         norm_affine: give the LayerNorm its own ``gamma`` and ``beta``; ``optimize_for_inference`` folds them into
             ``pointwise_1`` and builds blocks without.
+        norm_type: ``"layernorm"``, or timm's scale-only ``"rmsnorm"`` / ``"simplenorm"`` (the sub-layer keeps the
+            name ``{name}_layernorm``: it is the block's norm slot).
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
@@ -69,6 +71,7 @@ class ConvNeXtBlock(keras.layers.Layer):
         norm_epsilon=1e-6,
         norm_affine=True,
         data_format="channels_last",
+        norm_type="layernorm",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -86,6 +89,7 @@ class ConvNeXtBlock(keras.layers.Layer):
         self.use_grn = bool(use_grn)
         self.norm_epsilon = float(norm_epsilon)
         self.norm_affine = bool(norm_affine)
+        self.norm_type = check_norm_type(norm_type)
         self.data_format = standardize_data_format(data_format)
         self.axis = channel_axis(self.data_format)
 
@@ -103,7 +107,9 @@ class ConvNeXtBlock(keras.layers.Layer):
             raise ValueError(f"ConvNeXtBlock {self.name!r} needs a known channel dimension; got {input_shape}.")
         hidden = int(round(self.mlp_ratio * channels))
         common = {"dtype": self.dtype_policy}
-        self.layernorm = LayerNorm(self.norm_epsilon, affine=self.norm_affine, name=f"{self.name}_layernorm", **common)
+        self.layernorm = channel_norm(
+            self.norm_type, self.norm_epsilon, affine=self.norm_affine, name=f"{self.name}_layernorm", **common
+        )
         self.pointwise_1 = keras.layers.Dense(
             hidden, kernel_initializer=kernel_initializer(), name=f"{self.name}_pointwise_1", **common
         )
@@ -180,6 +186,7 @@ class ConvNeXtBlock(keras.layers.Layer):
                 "use_grn": self.use_grn,
                 "norm_epsilon": self.norm_epsilon,
                 "norm_affine": self.norm_affine,
+                "norm_type": self.norm_type,
                 "data_format": self.data_format,
             }
         )

@@ -4,7 +4,7 @@ import keras
 
 from keras_convnext.layers.data_format import standardize_data_format, strided_conv
 from keras_convnext.layers.initializers import kernel_initializer
-from keras_convnext.layers.layer_norm import LayerNorm
+from keras_convnext.layers.scale_norms import channel_norm, check_norm_type
 
 
 @keras.saving.register_keras_serializable(package="keras_convnext")
@@ -14,6 +14,7 @@ class ConvNeXtDownsample(keras.layers.Layer):
     Args:
         filters: output channels.
         norm_epsilon: the LayerNorm epsilon.
+        norm_type: ``"layernorm"``, ``"rmsnorm"`` or ``"simplenorm"`` (the sub-layer keeps the name ``_layernorm``).
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
 
     Example:
@@ -23,13 +24,15 @@ class ConvNeXtDownsample(keras.layers.Layer):
         (1, 7, 7, 192)
     """
 
-    def __init__(self, filters, norm_epsilon=1e-6, data_format="channels_last", **kwargs):
+    def __init__(self, filters, norm_epsilon=1e-6, data_format="channels_last", norm_type="layernorm", **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.norm_epsilon = float(norm_epsilon)
+        self.norm_type = check_norm_type(norm_type)
         self.data_format = standardize_data_format(data_format)
-        self.layernorm = LayerNorm(
-            self.norm_epsilon, data_format=self.data_format, dtype=self.dtype_policy, name=f"{self.name}_layernorm"
+        self.layernorm = channel_norm(
+            self.norm_type, self.norm_epsilon, data_format=self.data_format, dtype=self.dtype_policy,
+            name=f"{self.name}_layernorm",
         )
         self.conv = keras.layers.Conv2D(
             self.filters,
@@ -61,5 +64,6 @@ class ConvNeXtDownsample(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"filters": self.filters, "norm_epsilon": self.norm_epsilon, "data_format": self.data_format})
+        config.update({"filters": self.filters, "norm_epsilon": self.norm_epsilon, "data_format": self.data_format,
+                       "norm_type": self.norm_type})
         return config

@@ -38,32 +38,44 @@ class LayerNorm(keras.layers.Layer):
         self.axis = channel_axis(self.data_format)
         self.supports_masking = True
 
+    # Whether the affine transform has a shift (``beta``); the scale-only norms (RmsNorm, SimpleNorm) have none.
+    has_shift = True
+
     def build(self, input_shape):
         channels = input_shape[self.axis]
         if channels is None:
-            raise ValueError(f"LayerNorm {self.name!r} needs a known channel dimension; got input shape {input_shape}.")
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} needs a known channel dimension; got input shape {input_shape}."
+            )
         if self.affine:
             self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
-            self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+            if self.has_shift:
+                self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
     def _broadcastable(self, vector, rank):
         if self.axis == -1 or rank == 2:
             return vector
         return ops.reshape(vector, (-1,) + (1,) * (rank - 2))
 
-    def call(self, inputs):
-        x = ops.cast(inputs, "float32")
-        gamma = ops.cast(self.gamma, "float32") if self.affine else None
-        beta = ops.cast(self.beta, "float32") if self.affine else None
-        if self.axis == -1 and fast_path("layer_norm") == "torch_layer_norm":
-            return ops.cast(torch_functional.layer_norm(x, (x.shape[-1],), gamma, beta, self.epsilon), self.compute_dtype)
+    def normalize(self, x):
+        """``x`` (float32) normalised over the channel axis, before the affine transform."""
         mean = ops.mean(x, axis=self.axis, keepdims=True)
         centered = x - mean
         variance = ops.mean(ops.square(centered), axis=self.axis, keepdims=True)
-        x = centered * ops.rsqrt(variance + self.epsilon)
+        return centered * ops.rsqrt(variance + self.epsilon)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        gamma = ops.cast(self.gamma, "float32") if self.affine else None
+        beta = ops.cast(self.beta, "float32") if self.affine and self.has_shift else None
+        if type(self) is LayerNorm and self.axis == -1 and fast_path("layer_norm") == "torch_layer_norm":
+            return ops.cast(torch_functional.layer_norm(x, (x.shape[-1],), gamma, beta, self.epsilon), self.compute_dtype)
+        x = self.normalize(x)
         if self.affine:
             rank = len(inputs.shape)
-            x = x * self._broadcastable(gamma, rank) + self._broadcastable(beta, rank)
+            x = x * self._broadcastable(gamma, rank)
+            if beta is not None:
+                x = x + self._broadcastable(beta, rank)
         return ops.cast(x, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
