@@ -249,8 +249,14 @@ def _create_tagged(tag, kwargs):
             f"create_model({record['variant']!r}, weights=...)."
         )
     if record["classes"] is None:  # a feature backbone: what timm's create_model gives for it (num_classes=0)
-        kwargs = {"include_top": False, "pooling": "avg", **kwargs}
+        kwargs = {"include_top": False, "pooling": _backbone_pooling(record), **kwargs}
     return build_variant(get_variant(record["variant"]), weights=tag, load_preset=weights is not None, **kwargs)
+
+
+def _backbone_pooling(record):
+    """A feature backbone's pooling: ``"avg"`` (pooled and normalised by its final norm), or ``None`` (the last stage's
+    map) for one that has no final norm (``"final_norm": false``: ConvNeXt-V2's FCMAE encoders)."""
+    return "avg" if record.get("final_norm", True) else None
 
 
 def build_variant(variant, *, name=None, weights=None, load_preset=True, **kwargs):
@@ -287,6 +293,11 @@ def _preset_arguments(preset, variant, kwargs):
         )
     include_top = kwargs.get("include_top", True)
     if record["classes"] is None and include_top:
+        if _backbone_pooling(record) is None:
+            raise ValueError(
+                f"Preset {preset!r} is an encoder with neither a classifier nor a final norm: build it with "
+                "include_top=False, pooling=None (the last stage's feature map), or fine-tune it with a new head."
+            )
         raise ValueError(
             f"Preset {preset!r} is a feature backbone without a classifier: build it with include_top=False, "
             "pooling='avg' (keras_convnext.dense_features gives its embedding, patch tokens and stage maps)."

@@ -18,16 +18,38 @@ FIELDS = {"variant", "source", "layout", "urls", "sha256", "classes", "eval", "l
 @pytest.mark.parametrize("name", list(presets()))
 def test_every_preset_is_well_formed(name):
     record = presets()[name]
-    assert set(record) - {"output"} == FIELDS and record.get("output", "embedding") == "embedding"
+    assert set(record) - {"output", "final_norm"} == FIELDS and record.get("output", "embedding") == "embedding"
+    assert record.get("final_norm", False) is False and ("final_norm" not in record or record["classes"] is None)
     assert record["variant"] in kc.list_models()
     assert record["layout"] in {layout.name for layout in kc.weights.LAYOUTS}
     assert record["urls"] and all(url.startswith("https://") for url in record["urls"])
     assert record["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", record["sha256"])
-    # None: a feature backbone (DINOv3); a CLIP tower's classes is its embedding width.
-    assert record["classes"] in (1000, 21841, None) or record["output"] == "embedding"
+    # None: a feature backbone (DINOv3, EUPE, FCMAE); 11821 and 21841: ImageNet-12k and -22k heads; a CLIP tower's
+    # classes is its embedding width.
+    assert record["classes"] in (1000, 11821, 21841, None) or record["output"] == "embedding"
     assert {"input_size", "crop_pct", "interpolation", "mean", "std"} <= set(record["eval"])
     if record["variant"].startswith("convnextv2"):
         assert record["license"] == "CC-BY-NC-4.0"
+
+
+def test_every_pretrained_tag_of_timm_has_a_record():
+    # timm 1.0.31's list_pretrained("convnext*"), test_* models aside (98 tags), plus this package's own: the
+    # keras.applications files and the isotropic FB checkpoints, which timm lacks.
+    timm_tags = [tag for tag in presets() if not tag.startswith(("keras_applications.", "convnext_isotropic_"))]
+    assert len(timm_tags) == 98
+    for tag in ["convnext_atto_ols.a2_in1k", "convnext_tiny_hnf.a2h_in1k", "convnext_zepto_rms.ra4_e3600_r224_in1k",
+                "convnext_base.fb_in22k_ft_in1k", "convnext_small.in12k", "convnextv2_huge.fcmae_ft_in22k_in1k_512",
+                "convnextv2_base.fcmae", "convnext_tiny.eupe_lvd1689m", "convnext_xxlarge.clip_laion2b_soup_ft_in12k"]:
+        assert tag in timm_tags
+    assert presets()["convnext_small.in12k"]["classes"] == 11821
+    assert presets()["convnextv2_base.fcmae"]["final_norm"] is False
+    assert presets()["convnext_tiny.eupe_lvd1689m"]["eval"]["input_size"] == 256
+
+
+def test_an_fcmae_encoder_is_refused_with_a_top_naming_pooling_none():
+    with pytest.raises(ValueError, match=r"neither a classifier nor a final norm: build it with include_top=False, "
+                                         r"pooling=None"):
+        kc.create_model("convnextv2_atto", weights="convnextv2_atto.fcmae")
 
 
 def test_the_issue_s_example_tags_are_registered():
@@ -147,11 +169,14 @@ def test_every_tag_builds_its_model_by_name_without_building_or_downloading_here
             assert handed["default_size"] == record["eval"]["input_size"], tag
             assert tuple(handed["pixel_mean"]) == tuple(record["eval"]["mean"]), tag
             assert tuple(handed["pixel_std"]) == tuple(record["eval"]["std"]), tag
-            if record["classes"] is None:  # a backbone: pooled features, as timm's num_classes=0
-                assert handed["include_top"] is False and handed["pooling"] == "avg", tag
+            if record["classes"] is None:  # a backbone: pooled features as timm's num_classes=0, or an FCMAE
+                # encoder's last stage map (it has no final norm to pool with)
+                pooling = "avg" if record.get("final_norm", True) else None
+                assert handed["include_top"] is False and handed["pooling"] == pooling, tag
             else:
                 assert handed.get("include_top", True) and handed["classes"] == record["classes"], tag
-            assert kc.get_variant(record["variant"]).depths == tuple(handed["depths"]), tag
+            architecture = kc.get_variant(record["variant"]).architecture()
+            assert {key: handed[key] for key in architecture} == architecture, tag
 
 
 @pytest.mark.parametrize("name, message", [
