@@ -1,4 +1,10 @@
-"""Evaluation helpers: a preset's eval preprocessing, and ImageNet-1k class names for predictions."""
+"""Evaluation helpers: a preset's eval preprocessing, and the ImageNet class names of 1k, 12k and 22k heads.
+
+The 1k names are keras.applications'. The 22k list (``imagenet22k_classes.tsv``: WordNet synset and its first lemma,
+in the label order of the ImageNet-22k heads, 21841 classes) and the 12k subset (``imagenet12k_indices.txt``: the
+22k label of each of the 11821 ImageNet-12k labels) come from timm's ``timm/data/_info`` (Apache-2.0), the order
+timm's own ``ImageNetInfo`` gives these heads.
+"""
 
 import functools
 import json
@@ -10,6 +16,9 @@ import numpy as np
 from keras_convnext.weights import presets
 
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.json")
+CLASSES_22K_FILE = Path(__file__).with_name("imagenet22k_classes.tsv")
+INDICES_12K_FILE = Path(__file__).with_name("imagenet12k_indices.txt")
+HEAD_WIDTHS = (1000, 11821, 21841)  # ImageNet-1k, -12k and -22k
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 CROP_MODES = ("center", "squash")
 
@@ -66,18 +75,27 @@ def preprocess_image(image, preset="convnext_tiny.fb_in1k"):
 
 
 @functools.cache
-def imagenet_classes():
-    """The 1000 ImageNet-1k class names in label order.
+def imagenet_classes(classes=1000):
+    """The class names of an ImageNet head in label order: ``classes`` 1000 (ImageNet-1k), 11821 (timm's
+    ImageNet-12k) or 21841 (ImageNet-22k, as FB's ``in22k`` heads).
 
     Example:
-        >>> imagenet_classes()[:2]
-        ['tench', 'goldfish']
+        >>> imagenet_classes()[:2], imagenet_classes(21841)[:2], len(imagenet_classes(11821))
+        (['tench', 'goldfish'], ['organism', 'benthos'], 11821)
     """
-    return json.loads(CLASSES_FILE.read_text())["classes"]
+    if classes == 1000:
+        return json.loads(CLASSES_FILE.read_text())["classes"]
+    if classes not in HEAD_WIDTHS:
+        raise ValueError(f"ImageNet heads have {', '.join(map(str, HEAD_WIDTHS))} classes; got {classes!r}.")
+    names_22k = [line.split("\t", 1)[1] for line in CLASSES_22K_FILE.read_text().splitlines()]
+    if classes == 21841:
+        return names_22k
+    return [names_22k[int(index)] for index in INDICES_12K_FILE.read_text().split()]
 
 
 def decode_predictions(predictions, top=5):
-    """``[(class index, class name, score), ...]`` for the ``top`` classes of each row of ``predictions``.
+    """``[(class index, class name, score), ...]`` for the ``top`` classes of each row of ``predictions``, the
+    scores of an ImageNet-1k, -12k or -22k head.
 
     Example:
         >>> import numpy as np
@@ -85,12 +103,13 @@ def decode_predictions(predictions, top=5):
         [[(1, 'goldfish', 1.0)]]
     """
     predictions = np.asarray(predictions)
-    if predictions.ndim != 2 or predictions.shape[1] != 1000:
+    if predictions.ndim != 2 or predictions.shape[1] not in HEAD_WIDTHS:
         raise ValueError(
-            f"decode_predictions expects ImageNet-1k scores of shape (batch, 1000); got shape {predictions.shape}."
+            f"decode_predictions expects the scores of an ImageNet-1k, -12k or -22k head, of shape (batch, 1000), "
+            f"(batch, 11821) or (batch, 21841); got shape {predictions.shape}."
         )
-    if not 1 <= top <= 1000:
-        raise ValueError(f"top must be between 1 and 1000; got {top!r}.")
-    names = imagenet_classes()
+    if not 1 <= top <= predictions.shape[1]:
+        raise ValueError(f"top must be between 1 and {predictions.shape[1]}; got {top!r}.")
+    names = imagenet_classes(predictions.shape[1])
     order = np.argsort(-predictions, axis=1)[:, :top]
     return [[(int(i), names[i], float(row[i])) for i in indices] for row, indices in zip(predictions, order)]

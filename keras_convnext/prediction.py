@@ -33,12 +33,12 @@ def load_classifier(weights, variant=None, image_size=None):
     """``(model, class_names, eval_config)`` for a preset name, a training run folder, a ``.keras`` file, or a
     ``.weights.h5`` (with ``variant``, and ``image_size`` unless 224, unless a ``train_config.json`` lies beside it),
     built with the file's own classifier. ``class_names`` is the run's,
-    ImageNet's for a 1000-class model, else ``None``; ``eval_config`` is ``preprocess_image``'s.
+    ImageNet's for a 1k, 12k or 22k head, else ``None``; ``eval_config`` is ``preprocess_image``'s.
 
     Example:
         >>> model, class_names, eval_config = load_classifier("convnext_tiny.fb_in1k")  # downloads  # doctest: +SKIP
     """
-    from keras_convnext.imagenet import imagenet_classes
+    from keras_convnext.imagenet import HEAD_WIDTHS, imagenet_classes
     from keras_convnext.trained_model import describe_source, load_source
     from keras_convnext.weights import preset_output, presets
 
@@ -64,8 +64,8 @@ def load_classifier(weights, variant=None, image_size=None):
         class_names = spec["class_names"]
         eval_config = {**spec["eval"], "input_size": model.input_shape[1] or spec.get("image_size") or 224}
     classes = model.output_shape[-1]
-    if class_names is None and classes == 1000:
-        class_names = imagenet_classes()
+    if class_names is None and classes in HEAD_WIDTHS:
+        class_names = imagenet_classes(classes)
     return model, class_names, eval_config
 
 

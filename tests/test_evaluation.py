@@ -1,4 +1,4 @@
-"""preprocess_image follows a preset's eval config; decode_predictions names ImageNet-1k classes."""
+"""preprocess_image follows a preset's eval config; decode_predictions names ImageNet-1k, -12k and -22k classes."""
 
 import numpy as np
 import pytest
@@ -49,6 +49,21 @@ def test_decode_predictions_ranks_and_names_classes():
     assert len(kc.imagenet_classes()) == 1000 and len(set(kc.imagenet_classes())) >= 998
 
 
+def test_decode_predictions_names_the_classes_of_12k_and_22k_heads_in_timms_label_order():
+    # Label order of timm's imagenet22k_synsets.txt / imagenet12k_synsets.txt (1-based lines 360, 369 and 2265 / 217,
+    # 221 and 1506 hold tench n01440764, goldfish n01443537 and golden retriever n02099601).
+    for classes, labels in ((21841, (359, 368, 2264)), (11821, (216, 220, 1505))):
+        names = kc.imagenet_classes(classes)
+        assert len(names) == classes
+        assert [names[label] for label in labels] == ["tench", "goldfish", "golden retriever"]
+        scores = np.zeros((1, classes), np.float32)
+        scores[0, labels[2]] = 1.0
+        assert kc.decode_predictions(scores, top=1) == [[(labels[2], "golden retriever", 1.0)]]
+
+
 def test_decode_predictions_rejects_other_shapes():
-    with pytest.raises(ValueError, match=r"expects ImageNet-1k scores of shape \(batch, 1000\); got shape \(2, 10\)"):
+    with pytest.raises(ValueError, match=r"ImageNet-1k, -12k or -22k head, of shape \(batch, 1000\), \(batch, 11821\) "
+                                         r"or \(batch, 21841\); got shape \(2, 10\)"):
         kc.decode_predictions(np.zeros((2, 10)))
+    with pytest.raises(ValueError, match=r"ImageNet heads have 1000, 11821, 21841 classes; got 10"):
+        kc.imagenet_classes(10)

@@ -52,15 +52,17 @@ def test_predict_reports_a_bad_image_by_name_and_predicts_the_rest(saved_model, 
     assert f"keras-convnext predict: skipped {images / 'broken.jpg'}: " in captured.err
 
 
-def test_predict_names_imagenet_classes_for_a_weights_file_of_a_variant(tmp_path, capsys):
-    model = kc.create_model("convnext_atto", input_shape=(64, 64, 3))
+@pytest.mark.parametrize("classes", [1000, pytest.param(21841, marks=pytest.mark.large)])
+def test_predict_names_imagenet_classes_for_a_weights_file_of_a_variant(tmp_path, capsys, classes):
+    # An ImageNet-22k head (21841 classes, as convnext_*.fb_in22k) is named from the 22k list, not by index.
+    model = kc.create_model("convnext_atto", input_shape=(64, 64, 3), classes=classes)
     model.save_weights(tmp_path / "atto.weights.h5")
     Image.fromarray(np.full((80, 70, 3), 128, np.uint8)).save(tmp_path / "grey.png")
     assert main(["predict", str(tmp_path / "grey.png"), "--weights", str(tmp_path / "atto.weights.h5"),
                  "--variant", "convnext_atto", "--top-k", "3", "--json"]) == 0
     (record,) = json.loads(capsys.readouterr().out)
     assert len(record["top_k"]) == 3
-    assert all(entry["class"] == imagenet_classes()[entry["index"]] for entry in record["top_k"])
+    assert all(entry["class"] == imagenet_classes(classes)[entry["index"]] for entry in record["top_k"])
 
 
 @pytest.mark.parametrize(
