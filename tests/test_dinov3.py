@@ -24,9 +24,27 @@ def _backbone(weights, data_format=None):
                        input_shape=(3, None, None) if data_format == "channels_first" else (None, None, 3))
 
 
+def _eupe_original(state):
+    """An EUPE-ConvNeXt ``.pt`` (facebook/EUPE-ConvNeXt-T): the facebookresearch layout plus the distillation heads
+    (``projectors.*``) and per-stage feature norms (``norms.*``), both of which timm drops; random values, so that
+    loading one of them by mistake changes the weights."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    out = {key: value for key, value in dinov3_to_original(state).items() if not key.startswith("norms.")}
+    for stage, width in enumerate(SMALL["hidden_sizes"]):
+        out[f"norms.{stage}.weight"] = torch.randn(width, generator=generator)
+        out[f"norms.{stage}.bias"] = torch.randn(width, generator=generator)
+    out["projectors.0.mlp.0.weight"] = torch.randn(16, SMALL["hidden_sizes"][-1], generator=generator)
+    out["projectors.0.mlp.0.bias"] = torch.randn(16, generator=generator)
+    return out
+
+
 def _state(reference, layout):
     state = {key: value.detach() for key, value in reference.state_dict().items()}
-    return {"huggingface": state, "original": dinov3_to_original(state), "timm": dinov3_to_timm(state)}[layout]
+    layouts = {"huggingface": lambda: state, "original": lambda: dinov3_to_original(state),
+               "timm": lambda: dinov3_to_timm(state), "eupe_original": lambda: _eupe_original(state)}
+    return layouts[layout]()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +65,8 @@ def test_outputs_equal_transformers_at_square_and_non_square_sizes(rng, referenc
         assert delta <= RELATIVE_TOLERANCE * max(1.0, float(np.abs(value).max())), (name, delta)
 
 
-@pytest.mark.parametrize("layout, filename", [("original", "dinov3.pth"), ("timm", "model.safetensors")])
+@pytest.mark.parametrize("layout, filename", [("original", "dinov3.pth"), ("timm", "model.safetensors"),
+                                              ("eupe_original", "EUPE-ConvNeXt-T.pt")])
 def test_the_original_and_timm_layouts_load_the_same_weights(tmp_path, reference, hugging_face_backbone, layout, filename):
     backbone = _backbone(str(save(_state(reference, layout), tmp_path / filename)))
     expected = hugging_face_backbone.get_weights()

@@ -107,3 +107,16 @@ def test_a_failed_download_says_what_happened_and_leaves_nothing(server, tmp_pat
     assert "SHA-256" not in str(raised.value)
     assert kind is ConnectionError or not isinstance(raised.value, ConnectionError)
     assert _cached_files(tmp_path) == []
+
+
+def test_a_preset_falls_back_to_its_next_copy_and_names_every_failure(server, tmp_path, monkeypatch):
+    from keras_convnext.weights import resolve
+
+    source, digest = _publish(server, tmp_path, "mirror/tiny.weights.h5")
+    record = {"urls": [f"{server.url}/gone/tiny.weights.h5", f"{server.url}/mirror/tiny.weights.h5"], "sha256": digest}
+    monkeypatch.setattr(resolve, "presets", lambda: {"tiny.mirrored": record})
+    path = resolve.resolve_weights("tiny.mirrored")
+    assert path == cached_path(record["urls"][1]) and sha256_of(path) == digest
+    record["urls"] = [f"{server.url}/gone/a.weights.h5", f"{server.url}/gone/b.weights.h5"]
+    with pytest.raises(ConnectionError, match=r"None of the 2 copies .*\n  - .*gone/a\.weights\.h5.*\n  - .*gone/b"):
+        resolve.resolve_weights("tiny.mirrored")

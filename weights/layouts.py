@@ -129,8 +129,10 @@ FB = Layout(
         Rule(r"norm\.(weight|bias)", HEAD_LAYERNORM, AFFINE),
         Rule(r"head\.(weight|bias)", HEAD_DENSE, LINEAR),
     ),
-    # DINOv3's original checkpoints also hold norms.3, which is the module norm registered a second time.
-    ignored=r"norms\.3\.(weight|bias)",
+    # DINOv3's original checkpoints also hold norms.3, which is the module norm registered a second time; Meta's
+    # EUPE-ConvNeXt checkpoints hold per-stage feature norms (norms.0-3) and distillation heads (projectors.*),
+    # which timm's checkpoint_filter_fn drops too: norm.* is the final norm.
+    ignored=r"norms\.\d+\.(weight|bias)|projectors\..*",
 )
 
 def _timm_stem_keys(state):

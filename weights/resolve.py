@@ -22,7 +22,7 @@ def resolve_weights(weights):
     text = str(weights)
     if text in presets():
         record = presets()[text]
-        return download(record["urls"][0], sha256=record["sha256"])
+        return download_from_mirrors(record["urls"], sha256=record["sha256"])
     if text == "imagenet":
         raise ValueError(
             "weights='imagenet' needs a named variant, e.g. keras_convnext.ConvNeXtTiny(weights='imagenet'); the "
@@ -45,6 +45,26 @@ def resolve_weights(weights):
         "or facebookresearch checkpoint (.safetensors, .pth, .bin); or an http(s) URL of one, optionally ending "
         f"in '#sha256=<hex digest>'; or a preset name (keras_convnext.weights.list_presets()).{unknown_preset_hint(text)}"
     )
+
+
+def download_from_mirrors(urls, sha256=None):
+    """The first of ``urls`` that downloads (each a copy of one checkpoint, in any layout the loader reads: a preset's
+    publisher's file after timm's copy); ``ConnectionError`` naming every failure when none does.
+
+    Example:
+        >>> download_from_mirrors(["https://huggingface.co/timm/convnext_tiny.eupe_lvd1689m/resolve/main/model.safetensors",
+        ...                        "https://huggingface.co/facebook/EUPE-ConvNeXt-T/resolve/main/EUPE-ConvNeXt-T.pt"])  # doctest: +SKIP
+    """
+    failures = []
+    for url in urls:
+        try:
+            return download(url, sha256=sha256)
+        except ConnectionError as error:
+            failures.append(error)
+    if len(failures) == 1:
+        raise failures[0]
+    reasons = "\n".join(f"  - {str(error).splitlines()[0]}" for error in failures)
+    raise ConnectionError(f"None of the {len(urls)} copies of this checkpoint could be downloaded:\n{reasons}")
 
 
 def load_weights(model, weights, *, allow_new_classifier=True):
