@@ -12,6 +12,7 @@ from keras_convnext.applications.convnext import ConvNeXt
 from keras_convnext.applications.model_head import POOLINGS
 from keras_convnext.layers.stem import tiered_width
 from keras_convnext.weights import list_presets, preset_for, preset_output, presets, unknown_preset_hint
+from keras_convnext.weights.hugging_face_hub import HUB_PREFIX, hub_architecture, hub_config, hub_weights
 
 # Every published variant uses these; count_parameters relies on them.
 KERNEL_SIZE = 7
@@ -223,15 +224,41 @@ def create_model(model_name, /, **kwargs):
     A pretrained tag (``"convnext_tiny.fb_in1k"``, ``list_models(pretrained=True)``) builds that tag's model, its
     classes, input size and normalisation, and loads its weights; ``weights=None`` gives the same model untrained. A
     backbone's tag (DINOv3) builds it without a top, pooled, unless ``include_top``/``pooling`` say otherwise.
+    ``"hf-hub:<owner>/<name>"`` builds the ConvNeXt a Hugging Face repository's ``config.json`` describes and loads its
+    weights (``facebook/convnext-tiny-224``, ``facebook/convnextv2-tiny-22k-384``, ``facebook/dinov3-convnext-...``).
 
     Example:
         >>> model = create_model("convnext_atto", classes=10, input_shape=(64, 64, 3))
         >>> create_model("convnext_atto.d2_in1k", weights=None).input_shape  # the tag's model, untrained
         (None, 224, 224, 3)
     """
+    if isinstance(model_name, str) and model_name.startswith(HUB_PREFIX):
+        return _create_from_hub(model_name.removeprefix(HUB_PREFIX), kwargs)
     if isinstance(model_name, str) and "." in model_name:
         return _create_tagged(model_name, kwargs)
     return build_variant(get_variant(model_name), **kwargs)
+
+
+def _create_from_hub(repo, kwargs):
+    """A Hugging Face repository's ConvNeXt: its config's architecture (the variant of that shape, else the generic
+    builder), its classifier or a pooled backbone, and its weights (``weights=None``: untrained)."""
+    weights = kwargs.pop("weights", "hub")
+    if weights not in (None, "hub"):
+        raise ValueError(
+            f"create_model('hf-hub:{repo}') loads that repository's weights; weights= may only be None (the same model "
+            f"untrained), got {weights!r}."
+        )
+    architecture = hub_architecture(hub_config(repo))
+    family = architecture.pop("family")
+    arguments = {**architecture, **kwargs, "weights": hub_weights(repo) if weights else None}
+    match = next((v for v in VARIANTS.values() if (v.family, v.depths, v.dims) == (family, arguments["depths"],
+                                                                                    arguments["dims"])
+                  and v.architecture()["stem_type"] == "patch" and v.head_hidden_size is None), None)
+    if match is None:
+        return ConvNeXt(**arguments)
+    for key in match.architecture():
+        arguments.pop(key, None)
+    return build_variant(match, **arguments)
 
 
 def _create_tagged(tag, kwargs):
