@@ -82,3 +82,18 @@ def test_a_dinov3_hub_id_builds_the_pooled_backbone(hub, tmp_path, rng):
     expected = dinov3_outputs(reference, images)["embedding"]
     delta = float(np.abs(keras.ops.convert_to_numpy(backbone(images)) - expected).max())
     assert delta <= 1e-4 * max(1.0, float(np.abs(expected).max())), delta
+
+
+def test_a_builder_takes_hub_weights_and_a_bare_id_gets_a_hint(hub, tmp_path, rng):
+    reference = hugging_face_model("V2", classes=4)
+    _publish(hub, tmp_path, "facebook/convnextv2-small-test", reference, "model.safetensors")
+    arch = reference.config
+    model = kc.ConvNeXt(tuple(arch.depths), tuple(arch.hidden_sizes), use_grn=True, layer_scale_init_value=None,
+                        classes=4, classifier_activation=None, include_preprocessing=False, input_shape=(32, 32, 3),
+                        weights="hf-hub:facebook/convnextv2-small-test")
+    images = rng.normal(size=(1, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images)), hugging_face_logits(reference, images),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match=r"If 'facebook/convnext-tiny-224' is a Hugging Face model id, pass "
+                                         r"weights='hf-hub:facebook/convnext-tiny-224'"):
+        kc.ConvNeXtAtto(weights="facebook/convnext-tiny-224")

@@ -92,6 +92,6 @@ def hub_weights(repo):
         >>> hub_weights("facebook/convnext-tiny-224")  # downloads  # doctest: +SKIP
         PosixPath('/root/.keras/keras_convnext/downloads/.../model.safetensors')
     """
-    from keras_convnext.weights.resolve import download_from_mirrors
+    from keras_convnext.weights.resolve import download_from_mirrors  # resolve imports this module
 
     return download_from_mirrors([hub_url(check_repo(repo), name) for name in WEIGHT_FILES])

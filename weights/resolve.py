@@ -1,8 +1,10 @@
 """The ``weights=`` argument: a preset name, a URL or a file, resolved to a checkpoint, loaded, or converted."""
 
+import re
 from pathlib import Path
 
 from keras_convnext.weights.download import download
+from keras_convnext.weights.hugging_face_hub import HUB_PREFIX, hub_weights
 from keras_convnext.weights.loading import load_checkpoint
 from keras_convnext.weights.presets import presets, unknown_preset_hint
 from keras_convnext.weights.saving import save_weights
@@ -31,6 +33,8 @@ def resolve_weights(weights):
     if text.startswith(("http://", "https://")):
         url, _, fragment = text.partition("#sha256=")
         return download(url, sha256=fragment or None)
+    if text.startswith(HUB_PREFIX):
+        return hub_weights(text.removeprefix(HUB_PREFIX))
     path = Path(text).expanduser()
     if path.is_file():
         return path
@@ -39,11 +43,13 @@ def resolve_weights(weights):
             if (path / name).is_file():
                 return path / name
         raise ValueError(f"weights={str(weights)!r} is a directory without model.safetensors or pytorch_model.bin.")
+    hub_hint = (f" If {text!r} is a Hugging Face model id, pass weights='{HUB_PREFIX}{text}'."
+                if re.fullmatch(r"[\w.-]+/[\w.-]+", text) else "")
     raise ValueError(
-        f"weights={weights!r} is not a file. Pass None (random initialisation) or the path of a checkpoint: "
+        f"weights={weights!r} is not a file.{hub_hint} Pass None (random initialisation) or the path of a checkpoint: "
         "a .weights.h5 saved by this package, a keras.applications .h5, or a timm, torchvision, Hugging Face "
         "or facebookresearch checkpoint (.safetensors, .pth, .bin); or an http(s) URL of one, optionally ending "
-        f"in '#sha256=<hex digest>'; or a preset name (keras_convnext.weights.list_presets()).{unknown_preset_hint(text)}"
+        f"in '#sha256=<hex digest>'; or 'hf-hub:<owner>/<name>'; or a preset name (keras_convnext.weights.list_presets()).{unknown_preset_hint(text)}"
     )
 
 
