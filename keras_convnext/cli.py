@@ -97,7 +97,12 @@ def _convert(args):
 
 
 def _export(args):
-    if args.format == "onnx":
+    if args.format == "litert":
+        from keras_convnext.export.litert import export_litert
+
+        path = export_litert(args.model, args.out_dir, variant=args.variant, classes=args.classes,
+                             image_size=args.image_size, quantization=args.quantize)
+    elif args.format == "onnx":
         from keras_convnext.export.onnx import export_onnx
 
         path = export_onnx(args.model, args.out_dir, variant=args.variant, classes=args.classes, image_size=args.image_size)
@@ -197,11 +202,14 @@ def build_parser():
     predict.set_defaults(run=_predict)
 
     export = add_command(
-        "export", help="export MODEL for serving: a TF Serving SavedModel (from any backend) or ONNX"
+        "export", help="export MODEL for serving: a TF Serving SavedModel or a LiteRT file (from any backend), or ONNX"
     )
     export.add_argument("model", metavar="MODEL", help="a .keras file, a .weights.h5 (with --variant) or a train --output folder")
-    export.add_argument("out_dir", metavar="OUT_DIR", help="saved_model: writes OUT_DIR/<version>/; onnx: OUT_DIR/model.onnx")
-    export.add_argument("--format", choices=["saved_model", "onnx"], default="saved_model")
+    export.add_argument("out_dir", metavar="OUT_DIR", help="saved_model: writes OUT_DIR/<version>/; onnx: OUT_DIR/model.onnx; "
+                        "litert: OUT_DIR/model.tflite (model_<quantization>.tflite)")
+    export.add_argument("--format", choices=["saved_model", "onnx", "litert"], default="saved_model")
+    export.add_argument("--quantize", choices=["float32", "float16", "dynamic_int8"], default="float32",
+                        help="litert: the weights' storage (float16, or dynamic-range int8)")
     add_variant(export, help="the variant of a .weights.h5 without train_config.json beside it")
     export.add_argument("--classes", type=positive_int, default=None, help="classes of a .weights.h5: by default the file's own; another number is refused")
     add_image_size(export, help="input size of a .weights.h5 (default 224)")

@@ -1,10 +1,7 @@
 """``export_saved_model``: a TF Serving model version from a model trained on any backend."""
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -74,7 +71,9 @@ def export_saved_model(
         if keras.backend.backend() == "tensorflow":
             write_version(spec, target, **options)
         else:
-            _write_version_in_tensorflow_process(spec, target, options)
+            from keras_convnext.export.tensorflow_process import run_in_tensorflow_process
+
+            run_in_tensorflow_process("saved_model", spec, target, options)
     write_serving_files(export_dir)
     return target
 
@@ -110,21 +109,3 @@ def write_version(spec, target, *, top_k, min_image_side, max_image_pixels=DEFAU
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return target
-
-
-def _write_version_in_tensorflow_process(spec, target, options):
-    request = json.dumps({"spec": spec, "target": str(target), "options": options})
-    done = subprocess.run(
-        [sys.executable, "-m", "keras_convnext.export", request],
-        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode:
-        reported = [line[len("ERROR "):] for line in done.stderr.splitlines() if line.startswith("ERROR ")]
-        if reported:
-            kind, _, message = reported[-1].partition(": ")
-            if kind in ("ValueError", "CheckpointFormatError"):  # the user's input: its message is written for them
-                raise ValueError(f"Export under the TensorFlow backend failed: {message}")
-            raise RuntimeError(f"Export under the TensorFlow backend failed: {reported[-1]}")
-        raise RuntimeError(f"Export under the TensorFlow backend failed:\n{done.stderr[-4000:]}")

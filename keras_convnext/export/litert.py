@@ -1,0 +1,93 @@
+"""``export_litert``: a LiteRT (TFLite) file of a model from any backend, on builtin ops only, float32 or quantized.
+
+The model (pixels 0..255 in, its preprocessing inside) is traced under TensorFlow at one fixed input shape, batch 1,
+and converted by ``tf.lite.TFLiteConverter`` restricted to ``TFLITE_BUILTINS``: a graph that would need a Flex
+(TensorFlow) op fails to convert instead of silently leaving XNNPack. ConvNeXt's LayerNorm, exact GELU and
+depthwise conv become MEAN / SQUARED_DIFFERENCE / RSQRT, GELU and DEPTHWISE_CONV_2D. Quantization:
+
+- ``"float32"``: the weights as they are;
+- ``"float16"``: weights stored in float16 (half the file), computed in float32 by XNNPack;
+- ``"dynamic_int8"``: dynamic-range quantization, weights in int8 (about a quarter of the file), activations
+  quantized on the fly by the kernels that support it.
+
+Under JAX or PyTorch the model is rebuilt under TensorFlow in a subprocess from its saved file, as for SavedModel.
+"""
+
+import tempfile
+from pathlib import Path
+
+import keras
+
+from keras_convnext.atomic_files import atomic_write_path
+from keras_convnext.trained_model import describe_source, load_source
+
+QUANTIZATIONS = ("float32", "float16", "dynamic_int8")
+
+
+def litert_file_name(quantization):
+    """The file ``export_litert`` writes for ``quantization``.
+
+    Example:
+        >>> litert_file_name("float32"), litert_file_name("dynamic_int8")
+        ('model.tflite', 'model_dynamic_int8.tflite')
+    """
+    return "model.tflite" if quantization == "float32" else f"model_{quantization}.tflite"
+
+
+def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_size=None, quantization="float32"):
+    """Writes ``out_dir/model.tflite`` (``model_<quantization>.tflite`` when quantized) and returns its path.
+
+    ``model_or_file`` is what ``export_saved_model`` takes (a model, a ``.keras`` file, a ``.weights.h5`` with its
+    variant, a training run folder). The file is written under a temporary name and renamed once complete; bad
+    arguments are refused before anything is built.
+
+    Example:
+        >>> export_litert("runs/flowers", "litert/flowers", quantization="float16")  # doctest: +SKIP
+        PosixPath('litert/flowers/model_float16.tflite')
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"Unknown LiteRT quantization {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}.")
+    target = Path(out_dir) / litert_file_name(quantization)
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = describe_source(model_or_file, scratch, variant=variant, classes=classes, image_size=image_size)
+        if keras.backend.backend() == "tensorflow":
+            write_litert(spec, target, quantization=quantization)
+        else:
+            from keras_convnext.export.tensorflow_process import run_in_tensorflow_process
+
+            run_in_tensorflow_process("litert", spec, target, {"quantization": quantization})
+    return target
+
+
+def write_litert(spec, target, *, quantization="float32"):
+    """Builds the model of ``spec`` under the TensorFlow backend and writes its LiteRT file to ``target``.
+
+    Example:
+        >>> write_litert({"kind": "keras", "path": "m.keras"}, Path("out/model.tflite"))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from keras_convnext.layers.fast_paths import portable_only
+
+    model = load_source(spec)
+    height, width, channels = model.input_shape[1:]
+    if None in (height, width):
+        raise ValueError(
+            f"LiteRT export needs a fixed input size; the model takes {model.input_shape}. Build it with an "
+            "input_shape, or pass --image-size for a .weights.h5."
+        )
+    target_spec = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}  # no Flex fallback
+    if quantization == "float16":
+        target_spec["supported_types"] = [tf.float16]
+    converter_settings = {"target_spec": target_spec}
+    if quantization != "float32":
+        converter_settings["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    signature = [tf.TensorSpec((1, height, width, channels), tf.float32, name="images")]
+    # Keras' own LiteRT exporter (through a SavedModel, which freezes the variables as TensorFlow's converter wants).
+    with portable_only(), tempfile.TemporaryDirectory() as scratch:
+        converted = Path(scratch) / "model.tflite"
+        model.export(str(converted), format="litert", verbose=False, input_signature=signature, **converter_settings)
+        content = converted.read_bytes()
+    with atomic_write_path(target, suffix=".partial.tflite") as partial:
+        partial.write_bytes(content)
+    return target
