@@ -46,8 +46,9 @@ def test_a_timm_state_dict_of_each_new_kind_gives_timms_forward(tmp_path, rng, c
     save_file(state, str(path))
     model = kc.ConvNeXt(DEPTHS, DIMS, classes=CLASSES, classifier_activation=None, input_shape=(None, None, 3),
                         pixel_mean=IMAGENET["mean"], pixel_std=IMAGENET["std"], weights=path, **arguments)
-    # An odd side too: the overlapping stems' PyTorch padding (1 on every side) differs from Keras' "same" there.
-    for height, width in ((64, 64), (70, 66)):
+    # An odd side (70 / 2 = 35): the overlapping stems' PyTorch padding (1 on every side) differs from Keras' "same"
+    # there; one size per case, each new size being a new trace on JAX.
+    for height, width in ((70, 66),):
         images = rng.uniform(0, 255, (2, height, width, 3)).astype("float32")
         expected = timm_forward(state, images, DEPTHS, **IMAGENET, stem_type=arguments.get("stem_type", "patch"),
                                 norm_type=arguments.get("norm_type", "layernorm"))
@@ -55,8 +56,8 @@ def test_a_timm_state_dict_of_each_new_kind_gives_timms_forward(tmp_path, rng, c
         delta = float(np.abs(got - expected).max())
         print(f"{case} {height}x{width}: max |delta| {delta:.2e} (scale {np.abs(expected).max():.2f})")
         assert delta <= RELATIVE_TOLERANCE * max(1.0, float(np.abs(expected).max())), (case, delta)
-    folded = kc.optimize_for_inference(model)
-    np.testing.assert_allclose(folded.predict(images, verbose=0), model.predict(images, verbose=0), atol=2e-5)
+    folded = kc.optimize_for_inference(model)  # the scale-only norms and the norm before pooling fold too
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(folded(images, training=False)), got, atol=2e-5)
 
 
 @pytest.mark.parametrize("name", list(TIMM_ARCHITECTURES))
