@@ -72,7 +72,7 @@ def unknown_preset_hint(weights):
 
     Example:
         >>> unknown_preset_hint("convnext_tiny.fb_1k")
-        " Did you mean 'convnext_tiny.fb_in1k', 'convnext_tiny.fb_in22k_ft_in1k', 'convnextv2_tiny.fcmae_ft_in1k'?"
+        " Did you mean 'convnext_tiny.fb_in1k', 'convnext_tiny.fb_in22k', 'convnext_tiny.in12k'?"
     """
     close = difflib.get_close_matches(str(weights), list(presets()), n=3, cutoff=0.6)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
