@@ -101,7 +101,9 @@ def test_clip_presets_name_their_heads_widths_and_openai_normalisation():
     for name, record in {**towers, **fine_tuned}.items():
         assert record["eval"]["mean"] == list(OPENAI_CLIP_MEAN) and record["eval"]["std"] == list(OPENAI_CLIP_STD), name
         assert record["eval"]["input_size"] in (256, 320, 384) and record["eval"]["crop_pct"] == 1.0, name
-        assert record["classes"] == (widths[record["variant"]] if name in towers else 1000), name
+        # A fine-tune's head: ImageNet-1k, or ImageNet-12k (11821 classes) for timm's ft_in12k tags without in1k.
+        fine_tune_classes = 11821 if "ft_in12k" in name and "in1k" not in name else 1000
+        assert record["classes"] == (widths[record["variant"]] if name in towers else fine_tune_classes), name
         assert "LAION" in record["license"]
     assert kc.get_variant("convnext_large_mlp").head_hidden_size == 1536
     assert kc.get_variant("convnext_xxlarge").norm_epsilon == 1e-5
