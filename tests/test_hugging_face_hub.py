@@ -71,6 +71,7 @@ def test_a_bad_hub_id_or_a_repository_of_another_model_is_refused_by_name(hub):
         kc.create_model("hf-hub:facebook/missing")
 
 
+@pytest.mark.large
 def test_a_dinov3_hub_id_builds_the_pooled_backbone(hub, tmp_path, rng):
     from helpers.foreign_checkpoints import dinov3_model, dinov3_outputs
 
