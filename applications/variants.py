@@ -251,9 +251,11 @@ def _create_from_hub(repo, kwargs):
     architecture = hub_architecture(hub_config(repo))
     family = architecture.pop("family")
     arguments = {**architecture, **kwargs, "weights": hub_weights(repo) if weights else None}
-    match = next((v for v in VARIANTS.values() if (v.family, v.depths, v.dims) == (family, arguments["depths"],
-                                                                                    arguments["dims"])
-                  and v.architecture()["stem_type"] == "patch" and v.head_hidden_size is None), None)
+    # Hugging Face's ConvNeXts are the plain ones: patch stem, LayerNorm, norm after pooling, linear head.
+    plain = {"stem_type": "patch", "norm_type": "layernorm", "head_norm_first": False, "head_hidden_size": None}
+    match = next((v for v in VARIANTS.values()
+                  if (v.family, v.depths, v.dims) == (family, arguments["depths"], arguments["dims"])
+                  and all(getattr(v, key) == value for key, value in plain.items())), None)
     if match is None:
         return ConvNeXt(**arguments)
     for key in match.architecture():
