@@ -16,7 +16,7 @@ from keras_convnext.process_setup import disable_ynn_fusion_on_jax_cpu
 disable_ynn_fusion_on_jax_cpu()
 
 # ruff: noqa: E402, F403
-from keras_convnext import applications, distribute, export, layers, training, weights
+from keras_convnext import applications, distribute, export, layers, pretraining, training, weights
 from keras_convnext.applications import *
 from keras_convnext.compiled_inference import compile_for_inference
 from keras_convnext.conversion import convert_weights
@@ -37,6 +37,7 @@ __all__ = [
     "layers",
     "optimize_for_inference",
     "preprocess_image",
+    "pretraining",
     "training",
     "weights",
 ]

@@ -135,6 +135,42 @@ FB = Layout(
     ignored=r"norms\.\d+\.(weight|bias)|projectors\..*",
 )
 
+FCMAE_DECODER = r"proj\.(weight|bias)|mask_token|decoder\..*|pred\.(weight|bias)"
+
+
+def minkowski_to_dense(kernel):
+    """A MinkowskiEngine kernel as the PyTorch conv weight it equals (the official ``remap_checkpoint_keys``):
+    ``(k*k, C)`` depthwise to ``(C, 1, k, k)``, ``(k*k, C_in, C_out)`` to ``(C_out, C_in, k, k)``.
+
+    Example:
+        >>> minkowski_to_dense(np.zeros((49, 40))).shape, minkowski_to_dense(np.zeros((4, 40, 80))).shape
+        ((40, 1, 7, 7), (80, 40, 2, 2))
+    """
+    kernel = np.asarray(kernel)
+    side = int(round(kernel.shape[0] ** 0.5))
+    if side * side != kernel.shape[0] or kernel.ndim not in (2, 3):
+        raise ValueError(f"A MinkowskiEngine kernel is (k*k, C) or (k*k, C_in, C_out); got shape {kernel.shape}.")
+    if kernel.ndim == 2:
+        return kernel.T.reshape(kernel.shape[1], 1, side, side).transpose(0, 1, 3, 2)
+    return kernel.transpose(2, 1, 0).reshape(kernel.shape[2], kernel.shape[1], side, side).transpose(0, 1, 3, 2)
+
+
+def _fcmae_encoder_keys(state):
+    """An official FCMAE checkpoint's encoder (``encoder.*``) as dense facebookresearch keys: sparse kernels
+    (``*.kernel``) become conv weights, and the wrappers' ``.ln.`` / ``.linear.`` drop out of the names. A checkpoint
+    whose sparse layers were already made dense passes through with only ``encoder.`` removed."""
+    renamed = {}
+    for key, value in state.items():
+        if not key.startswith("encoder."):
+            renamed[key] = value
+            continue
+        key = key.removeprefix("encoder.").replace(".ln.", ".").replace(".linear.", ".")
+        if key.endswith(".kernel"):
+            key, value = key.removesuffix(".kernel") + ".weight", minkowski_to_dense(value)
+        renamed[key] = value
+    return renamed
+
+
 def _timm_stem_keys(state):
     """timm's overlapping stems number their modules on: ``stem.1`` is the norm of a patch stem but the second conv
     of an ``overlap`` stem (``stem.2``: its norm), and ``overlap_act`` has its GELU at ``stem.1`` (conv ``stem.2``,
@@ -243,6 +279,16 @@ HUGGING_FACE_DINOV3 = Layout(
     ),
 )
 
+FB_FCMAE = Layout(
+    "fb_fcmae",
+    "ConvNeXt-V2's official FCMAE pretraining checkpoints (convnextv2_*_1k_224_fcmae.pt): the encoder, sparse "
+    "(MinkowskiEngine) or dense; the decoder is kc.pretraining.FCMAE's",
+    r"encoder\.downsample_layers\.0\.0\.weight",
+    FB.rules,
+    ignored=FCMAE_DECODER,
+    rename_keys=_fcmae_encoder_keys,
+)
+
 KERAS_APPLICATIONS = Layout(
     "keras_applications",
     "keras.applications ConvNeXt .h5 weight files (convnext_tiny.h5, convnext_tiny_notop.h5, ...)",
@@ -266,7 +312,7 @@ KERAS_APPLICATIONS = Layout(
     ignored=r".*normalization.*/(mean|variance|count)",
 )
 
-LAYOUTS = (HUGGING_FACE, HUGGING_FACE_DINOV3, TIMM, OPEN_CLIP, TORCHVISION, FB, KERAS_APPLICATIONS)
+LAYOUTS = (HUGGING_FACE, HUGGING_FACE_DINOV3, TIMM, OPEN_CLIP, TORCHVISION, FB, FB_FCMAE, KERAS_APPLICATIONS)
 
 
 def detect_layout(keys):

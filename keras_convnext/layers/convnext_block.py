@@ -41,6 +41,11 @@ class ConvNeXtBlock(keras.layers.Layer):
     ``{name}_pointwise_1``, ``{name}_grn``, ``{name}_pointwise_2``, ``{name}_layer_scale``; the MLP runs
     on channels-last data in both data formats, so the weights are the same for both.
 
+    ``call(x, visible=...)`` is the sparse block of FCMAE pretraining, run dense: ``visible`` (1 at kept positions,
+    0 at removed ones; ``(B, H, W, 1)`` or ``(B, 1, H, W)``) zeroes the removed positions before the depthwise conv
+    and after the branch, and GRN takes its statistics over the kept positions only (see ``GlobalResponseNorm``), so
+    that the output equals the official sparse block's at kept positions and is zero elsewhere.
+
     Args:
         kernel_size: odd side of the depthwise kernel.
         mlp_ratio: hidden width of the pointwise MLP, as a multiple of the input channels.
@@ -143,14 +148,19 @@ class ConvNeXtBlock(keras.layers.Layer):
         if wrapped is layer_call:
             return layer_call
 
-        def call_with_static_training(inputs, training=None):
-            return keras.remat(lambda x: layer_call(x, training=training))(inputs)
+        def call_with_static_training(inputs, training=None, **kwargs):
+            return keras.remat(lambda x: layer_call(x, training=training, **kwargs))(inputs)
 
         return call_with_static_training
 
-    def call(self, inputs, training=None):
-        if fast_path("fused_mlp") == "torch_onednn" and torch_onednn_block.can_fuse(self, inputs, training):
+    def call(self, inputs, training=None, visible=None):
+        if visible is None and fast_path("fused_mlp") == "torch_onednn" and torch_onednn_block.can_fuse(
+            self, inputs, training
+        ):
             return torch_onednn_block.fused_block_call(self, inputs)
+        if visible is not None:
+            visible = ops.cast(visible, inputs.dtype)
+            inputs = inputs * visible
         x = self.depthwise_conv(inputs)
         if self.axis != -1:
             x = ops.transpose(x, TO_CHANNELS_LAST)
@@ -158,12 +168,17 @@ class ConvNeXtBlock(keras.layers.Layer):
         x = self._pointwise(self.pointwise_1, x)
         x = exact_gelu(x)
         if self.grn is not None:
-            x = self.grn(x)
+            if visible is None:
+                x = self.grn(x)
+            else:
+                x = self.grn(x, visible=visible if self.axis == -1 else ops.transpose(visible, TO_CHANNELS_LAST))
         x = self._pointwise(self.pointwise_2, x)
         if self.layer_scale is not None:
             x = self.layer_scale(x)
         if self.axis != -1:
             x = ops.transpose(x, TO_CHANNELS_FIRST)
+        if visible is not None:
+            x = x * visible
         return inputs + self.drop_path(x, training=training)
 
     def _pointwise(self, dense, x):

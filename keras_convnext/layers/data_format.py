@@ -58,3 +58,18 @@ def strided_conv(conv, inputs):
     if conv.use_bias:
         x = x + keras.ops.cast(conv.bias, conv.compute_dtype)
     return keras.ops.transpose(x, (0, 3, 1, 2))
+
+
+def halve_mask(visible, data_format):
+    """A visibility mask (1 kept, 0 removed, one channel) at half the side: the top-left of each 2x2 cell.
+
+    FCMAE's masks are constant on each cell that a stride-2 downsampling merges, so any corner gives the cell's value.
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(halve_mask(np.ones((1, 8, 8, 1), "float32"), "channels_last").shape)
+        (1, 4, 4, 1)
+    """
+    if data_format == "channels_last":
+        return visible[:, ::2, ::2, :]
+    return visible[:, :, ::2, ::2]

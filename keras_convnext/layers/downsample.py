@@ -1,8 +1,9 @@
 """The downsampling layer between ConvNeXt stages: LayerNorm, then a 2×2 stride-2 conv."""
 
 import keras
+from keras import ops
 
-from keras_convnext.layers.data_format import standardize_data_format, strided_conv
+from keras_convnext.layers.data_format import halve_mask, standardize_data_format, strided_conv
 from keras_convnext.layers.initializers import kernel_initializer
 from keras_convnext.layers.scale_norms import channel_norm, check_norm_type
 
@@ -10,6 +11,10 @@ from keras_convnext.layers.scale_norms import channel_norm, check_norm_type
 @keras.saving.register_keras_serializable(package="keras_convnext")
 class ConvNeXtDownsample(keras.layers.Layer):
     """Halves the spatial size and changes the width to ``filters``.
+
+    ``call(x, visible=...)`` is the sparse downsampling of FCMAE pretraining: ``visible`` (1 at kept positions, 0
+    at removed ones; ``(B, H, W, 1)`` or ``(B, 1, H, W)``, constant on each 2x2 cell) zeroes the removed positions
+    before the conv and after it, so that they neither feed nor receive anything.
 
     Args:
         filters: output channels.
@@ -48,7 +53,7 @@ class ConvNeXtDownsample(keras.layers.Layer):
         self.layernorm.build(input_shape)
         self.conv.build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, visible=None):
         spatial = inputs.shape[1:3] if self.data_format == "channels_last" else inputs.shape[2:4]
         if any(side is not None and side < 2 for side in spatial):
             # TensorFlow would say only "Negative dimension size caused by subtracting 2 from 1".
@@ -57,7 +62,11 @@ class ConvNeXtDownsample(keras.layers.Layer):
                 "to halve. The standard variants need images of at least 32x32 pixels (the stem divides the side "
                 "by 4, then each of three downsamplings by 2)."
             )
-        return strided_conv(self.conv, self.layernorm(inputs))
+        x = self.layernorm(inputs)
+        if visible is None:
+            return strided_conv(self.conv, x)
+        x = strided_conv(self.conv, x * ops.cast(visible, x.dtype))
+        return x * ops.cast(halve_mask(visible, self.data_format), x.dtype)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

@@ -19,6 +19,11 @@ class GlobalResponseNorm(keras.layers.Layer):
     channels. ``gamma`` and ``beta`` start at zero, so a new GRN is the identity. The arithmetic runs in
     float32 under mixed precision.
 
+    ``call(x, visible=...)`` is the masked (sparse) GRN of FCMAE pretraining: ``visible`` is 1 at the positions that
+    exist and 0 at removed ones (shape ``(B, H, W, 1)``, or ``(B, 1, H, W)`` channels-first), and ``Gx`` is the norm
+    over the visible positions of the *whole batch*, as the official sparse code (``MinkowskiGRN``) takes it.
+    Outputs at removed positions are meaningless there; the caller zeroes them.
+
     Args:
         epsilon: added to the channel mean of ``Gx`` (1e-6 in the official code, timm and Hugging Face).
         data_format: ``"channels_last"`` or ``"channels_first"``; ``None`` takes Keras' global default.
@@ -44,9 +49,13 @@ class GlobalResponseNorm(keras.layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="zeros")
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
-    def call(self, inputs):
+    def call(self, inputs, visible=None):
         x = ops.cast(inputs, "float32")
-        sum_of_squares = ops.sum(ops.square(x), axis=self.spatial_axes, keepdims=True)
+        if visible is None:
+            sum_of_squares = ops.sum(ops.square(x), axis=self.spatial_axes, keepdims=True)
+        else:
+            kept = x * ops.cast(visible, "float32")
+            sum_of_squares = ops.sum(ops.square(kept), axis=(0, *self.spatial_axes), keepdims=True)
         gx = ops.sqrt(ops.maximum(sum_of_squares, _SUM_OF_SQUARES_FLOOR))
         nx = gx / (ops.mean(gx, axis=self.axis, keepdims=True) + self.epsilon)
         gamma = ops.cast(self.gamma, "float32")
