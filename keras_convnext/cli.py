@@ -14,6 +14,7 @@ from keras_convnext.cli_flags import (
     config_values,
     positive_int,
 )
+from keras_convnext.pretraining.runner import PretrainConfig
 from keras_convnext.training.trainer import TrainConfig
 
 
@@ -54,6 +55,14 @@ def _train(args):
                 raise ChildProcessError(error)
             return 0
     train(config, args.output, resume=args.resume, verbose=args.verbose, timeout_seconds=args.join_timeout)
+    return 0
+
+
+def _pretrain(args):
+    from keras_convnext.pretraining.runner import pretrain
+
+    pretrain(PretrainConfig(**config_values(args, PretrainConfig)), args.output, resume=args.resume,
+             verbose=args.verbose)
     return 0
 
 
@@ -179,6 +188,15 @@ def build_parser():
     train.add_argument("--join-timeout", type=positive_int, default=300, metavar="SECONDS",
                        help="torch with --devices: how long each process waits for the others to join")
     train.set_defaults(run=_train)
+
+    pretrain = add_command(
+        "pretrain", help="FCMAE-pretrain a ConvNeXt(-V2) encoder on DATA_DIR (unlabelled images, any nesting); resumable"
+    )
+    add_config_arguments(pretrain, PretrainConfig)
+    add_output(pretrain, "pretrain-output", help="folder for the encoder, the whole FCMAE, history and figures")
+    pretrain.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
+    pretrain.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity")
+    pretrain.set_defaults(run=_pretrain)
 
     evaluate = add_command("evaluate", help="accuracy, top-5 and a confusion matrix on DATA_DIR")
     add_data_dir(evaluate)

@@ -41,8 +41,9 @@ def plot_history(rows, path):
         raise ValueError("plot_history needs at least one epoch of history.")
     plt = _pyplot()
     epochs = [row["epoch"] + 1 for row in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric in zip(axes, ("loss", "accuracy")):
+    metrics = [metric for metric in ("loss", "accuracy") if metric in rows[0] or f"val_{metric}" in rows[0]]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
         for prefix, style in (("", "-o"), ("val_", "--s")):
             if prefix + metric in rows[0]:
                 axis.plot(epochs, [row[prefix + metric] for row in rows], style, label=(prefix or "train_") + metric)

@@ -48,7 +48,7 @@ class TrainConfig:
         metadata={"help": "a folder with one sub-folder of images per class", "metavar": "DATA_DIR"}
     )
     variant: str = _field("convnext_atto", "a name from `keras-convnext info`")
-    weights: str | None = _field(None, "start from: a preset, 'imagenet', a checkpoint file or URL")
+    weights: str | None = _field(None, "start from: a preset, 'imagenet', a checkpoint file or URL, or a pretrain run folder")
     epochs: int = _field(10, "epochs to train", positive=True)
     batch_size: int = _field(32, "the global batch (split over --devices)", positive=True)
     image_size: int = _field(224, "image side in pixels", positive=True)
@@ -129,9 +129,14 @@ class TrainConfig:
         }
 
 
-def _check_output(output, config, resume):
-    """Refuses to mix two runs in one folder; returns how far the run in ``output`` got (0 if fresh)."""
-    saved_path = Path(output) / CONFIG_FILE
+def check_run_folder(output, config, resume, config_file=CONFIG_FILE):
+    """Refuses to mix two runs in one folder; returns how far the run in ``output`` got (0 if fresh).
+
+    Example:
+        >>> check_run_folder("a-new-run-folder", TrainConfig(data_dir="d"), resume=False)
+        0
+    """
+    saved_path = Path(output) / config_file
     if not saved_path.exists():
         return 0
     if not resume:
@@ -149,10 +154,11 @@ def _check_output(output, config, resume):
 
 def _build_model(config, classes, resolved):
     from keras_convnext.applications import create_model
+    from keras_convnext.pretraining.runner import pretrained_encoder_weights
 
     return create_model(
         config.variant,
-        weights=config.weights,
+        weights=pretrained_encoder_weights(config.weights, config.variant),
         input_shape=(config.image_size, config.image_size, 3),
         classes=classes,
         drop_path_rate=resolved["drop_path_rate"],
@@ -199,7 +205,7 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
     config.check()
     class_names, image_count = scan_image_folder(config.data_dir)
     output = Path(output)
-    done = _check_output(output, config, resume)
+    done = check_run_folder(output, config, resume)
     history_path = output / "history.csv"
     if resume and done == 0 and len(read_history(history_path)) >= config.epochs and (output / "model.weights.h5").exists():
         log(f"{output} holds a completed run of {config.epochs} epochs; nothing to resume.")
@@ -223,7 +229,7 @@ def train(config, output="train-output", *, resume=False, verbose="auto", log=pr
 def _train(config, output, class_names, image_count, done, resume, setup, verbose, log):
     if setup is None or setup.is_chief:
         with exclusive_run(output):  # a second train on this folder is refused, naming this process
-            done = _check_output(output, config, resume)  # again: another run may have written it since
+            done = check_run_folder(output, config, resume)  # again: another run may have written it since
             return _train_and_write(config, output, output, class_names, image_count, done, setup, verbose, log)
     # Only process 0 writes the run; the others make the same saves into a folder thrown away (on JAX across hosts
     # saving is collective, so every process must take part), and say nothing.
