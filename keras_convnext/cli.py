@@ -32,13 +32,12 @@ def _demo(args):
     return 0 if result["accuracy"] >= 0.95 else 1
 
 
-def _train(args):
+def _launched_processes(args, config):
+    """Readies ``--devices`` before the backend starts: simulated CPU devices on a host without accelerators (JAX,
+    TensorFlow), or on torch one process per device started here as torchrun would; True if those processes ran
+    the command (this process is done)."""
     import keras
 
-    from keras_convnext.training.trainer import train
-
-    config = TrainConfig(**config_values(args, TrainConfig))
-    config.check()
     if config.devices not in (None, "all") and keras.backend.backend() != "torch":
         from keras_convnext.distribute import simulate_cpu_devices
 
@@ -48,12 +47,22 @@ def _train(args):
         from keras_convnext.training.trainer import check_global_batch
 
         count = processes_to_start(config.devices)
-        if count > 1:  # one process per device, as torchrun would start them
+        if count > 1:
             check_global_batch(config.batch_size, count)
             _, error = launch_processes(args.arguments, count)
             if error:
                 raise ChildProcessError(error)
-            return 0
+            return True
+    return False
+
+
+def _train(args):
+    from keras_convnext.training.trainer import train
+
+    config = TrainConfig(**config_values(args, TrainConfig))
+    config.check()
+    if _launched_processes(args, config):
+        return 0
     train(config, args.output, resume=args.resume, verbose=args.verbose, timeout_seconds=args.join_timeout)
     return 0
 
@@ -61,8 +70,11 @@ def _train(args):
 def _pretrain(args):
     from keras_convnext.pretraining.runner import pretrain
 
-    pretrain(PretrainConfig(**config_values(args, PretrainConfig)), args.output, resume=args.resume,
-             verbose=args.verbose)
+    config = PretrainConfig(**config_values(args, PretrainConfig))
+    config.check()
+    if _launched_processes(args, config):
+        return 0
+    pretrain(config, args.output, resume=args.resume, verbose=args.verbose, timeout_seconds=args.join_timeout)
     return 0
 
 
@@ -196,6 +208,8 @@ def build_parser():
     add_output(pretrain, "pretrain-output", help="folder for the encoder, the whole FCMAE, history and figures")
     pretrain.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
     pretrain.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity")
+    pretrain.add_argument("--join-timeout", type=positive_int, default=300, metavar="SECONDS",
+                          help="torch with --devices: how long each process waits for the others to join")
     pretrain.set_defaults(run=_pretrain)
 
     evaluate = add_command("evaluate", help="accuracy, top-5 and a confusion matrix on DATA_DIR")

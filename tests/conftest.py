@@ -3,6 +3,9 @@
 - The fast tier (``pytest``, ``make test``) covers every module on every backend in minutes, on small shapes.
 - ``@pytest.mark.large`` marks what needs full-size models, other processes or minutes of training; those
   tests are deselected unless ``--run-large`` is given (``make test-all``; keras-hub's ``--run_large``).
+- ``@pytest.mark.fast_tier_backend("torch")`` marks a long fit whose backend-specific parts other fast tests cover
+  (fit, the optimizer, the backup, on every backend): the fast tier runs it under that backend only, the full tier
+  under all three.
 - ``@pytest.mark.once`` marks tests that start every backend themselves, or whose outcome no backend changes
   (a TensorFlow-only serving process); ``run_all_backends.py`` passes ``--skip-once-tests`` to all runs but the
   last, so they run once per suite, not once per backend.
@@ -43,6 +46,9 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     def deselected(item):
         if "large" in item.keywords and not config.getoption("run_large"):
+            return True
+        only = item.get_closest_marker("fast_tier_backend")
+        if only is not None and not config.getoption("run_large") and only.args[0] != keras.backend.backend():
             return True
         return "once" in item.keywords and config.getoption("skip_once")
 

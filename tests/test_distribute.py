@@ -222,3 +222,26 @@ def test_two_jax_processes_on_127_0_0_1_train_like_one_device(initial_weights, s
     assert len(a.files) == len(b.files) > 0 and single["backend"] == "jax"
     for key in a.files:
         np.testing.assert_allclose(b[key], a[key], atol=1e-4, err_msg=key)
+
+
+@pytest.mark.large
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 and BACKEND == "torch", reason="two gloo processes need two cores")
+def test_pretrain_cli_on_several_devices_writes_once(tmp_path):
+    from helpers.image_folders import write_image_folder
+    from keras_convnext.training import read_history
+
+    data = write_image_folder(tmp_path / "data" / "any" / "nesting", per_class=3, size=72)
+    devices, count = CLI_DEVICES[BACKEND]
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_convnext", "pretrain", str(tmp_path / "data"), "--variant", "convnextv2_atto",
+         "--image-size", "64", "--batch-size", "4", "--decoder-dim", "32", "--epochs", "2", "--devices", devices,
+         "--verbose", "0", "--output", str(tmp_path / "run")],
+        env={**os.environ, **SIMULATED_DEVICES, "KERAS_BACKEND": BACKEND}, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"data parallel over {count} devices (cpu)" in done.stdout
+    assert done.stdout.count("wrote ") == 1  # one process writes and reports
+    assert "(2 steps per epoch)" in done.stdout  # 9 images: 2 whole global batches of 4
+    history = read_history(tmp_path / "run" / "history.csv")
+    assert len(history) == 2 and np.isfinite([row["loss"] for row in history]).all()
+    assert (tmp_path / "run" / "encoder.weights.h5").exists() and data.exists()

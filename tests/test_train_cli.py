@@ -41,6 +41,7 @@ def trained_run(tmp_path_factory):
     return data, output
 
 
+@pytest.mark.fast_tier_backend("torch")  # trained_run: two epochs with EMA, mixed precision, MixUp, CutMix
 def test_train_writes_every_output(trained_run):
     _, output = trained_run
     names = {p.name for p in output.iterdir()}
@@ -63,6 +64,7 @@ def test_train_writes_every_output(trained_run):
     np.testing.assert_allclose(model.predict(x, verbose=0), restored.predict(x, verbose=0), atol=2e-2)
 
 
+@pytest.mark.fast_tier_backend("torch")  # trained_run: two epochs with EMA, mixed precision, MixUp, CutMix
 def test_evaluate_writes_metrics_and_a_confusion_matrix_for_every_kind_of_run(trained_run, tmp_path):
     data, output = trained_run
     evaluation = tmp_path / "eval"
@@ -187,6 +189,7 @@ def test_train_refuses_bad_folders_with_a_clear_error(tmp_path, capsys, make, me
     assert not (tmp_path / "run").exists()  # refused before writing anything
 
 
+@pytest.mark.fast_tier_backend("torch")  # trained_run: two epochs with EMA, mixed precision, MixUp, CutMix
 def test_train_refuses_to_mix_runs_in_one_folder(trained_run, capsys):
     data, output = trained_run
     before = (output / "model.weights.h5").read_bytes()
@@ -198,6 +201,7 @@ def test_train_refuses_to_mix_runs_in_one_folder(trained_run, capsys):
     assert (output / "model.weights.h5").read_bytes() == before
 
 
+@pytest.mark.fast_tier_backend("torch")  # trained_run: two epochs with EMA, mixed precision, MixUp, CutMix
 def test_evaluate_refuses_a_folder_with_other_classes(trained_run, tmp_path, capsys):
     _, output = trained_run
     other = write_image_folder(tmp_path / "other", per_class=2, classes={"cat": (0, 0, 0), "dog": (255, 255, 255)})

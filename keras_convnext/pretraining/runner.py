@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -52,6 +53,10 @@ class PretrainConfig:
         choices=["mixed_bfloat16", "mixed_float16"], const="mixed_bfloat16",
     )
     seed: int = _field(0, "random seed of the order, crops, masks and initialisation")
+    devices: str | None = _field(
+        None, "data parallel over 'all' local devices or a number of them; --batch-size is then the global batch "
+        "(torch: one process per device, started here or by torchrun)"
+    )
 
     def check(self):
         """Raises ``ValueError`` naming the first bad field.
@@ -83,6 +88,8 @@ class PretrainConfig:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}); got {self.warmup_epochs!r}.")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}; got {self.mixed_precision!r}.")
+        if self.devices is not None and self.devices != "all" and not str(self.devices).isdigit():
+            raise ValueError(f"devices must be 'all' or a number of devices; got {self.devices!r}.")
 
     def resolved(self):
         """The learning rate and warm-up this run uses once the defaults are filled in.
@@ -130,12 +137,14 @@ def figure_batch(files, image_size, seed):
     return np.asarray(images), keras.ops.convert_to_numpy(mask)
 
 
-def pretrain(config, output="pretrain-output", *, resume=False, verbose="auto", log=print):
+def pretrain(config, output="pretrain-output", *, resume=False, verbose="auto", log=print, timeout_seconds=None):
     """Pretrains ``config.variant`` as an FCMAE on the images under ``config.data_dir`` and writes the run to
     ``output``: ``encoder.weights.h5`` (what ``train --weights OUTPUT`` fine-tunes), ``fcmae.weights.h5`` (encoder
     and decoder), ``history.csv``, ``training_curves.png``, ``reconstruction_epoch_N.png`` and
     ``pretrain_config.json``. A run killed at any moment continues from its last completed epoch with
-    ``resume=True`` and the same config.
+    ``resume=True`` and the same config. With ``config.devices`` it runs data parallel as ``train`` does (only
+    process 0 writes); each device's GRN statistics are over its own share of the batch on TensorFlow and torch
+    (as the official code on each GPU), over the whole batch on JAX (one program over all devices).
 
     Example:
         >>> summary = pretrain(PretrainConfig(data_dir="photos/", epochs=100), output="runs/fcmae")  # doctest: +SKIP
@@ -151,12 +160,50 @@ def pretrain(config, output="pretrain-output", *, resume=False, verbose="auto", 
     if resume and done == 0 and len(read_history(output / "history.csv")) >= config.epochs and (output / ENCODER_WEIGHTS).exists():
         log(f"{output} holds a completed run of {config.epochs} epochs; nothing to resume.")
         return json.loads((output / CONFIG_FILE).read_text())["summary"]
-    with exclusive_run(output):
-        done = check_run_folder(output, config, resume, CONFIG_FILE)
-        return _pretrain_and_write(config, files, output, done, verbose, log)
+    setup = None
+    if config.devices is not None:  # after every check, so a refused run never joins (or waits for) the others
+        from keras_convnext.distribute import DEFAULT_TIMEOUT_SECONDS, data_parallel
+
+        setup = data_parallel(
+            "all" if config.devices == "all" else int(config.devices),
+            timeout_seconds=timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+        )
+    try:
+        if setup is None or setup.is_chief:
+            with exclusive_run(output):
+                done = check_run_folder(output, config, resume, CONFIG_FILE)
+                return _pretrain_and_write(config, files, output, output, done, setup, verbose, log)
+        # The other processes make the same saves into a folder thrown away, and say nothing.
+        scratch = Path(tempfile.mkdtemp(prefix="keras-convnext-process-"))
+        try:
+            return _pretrain_and_write(config, files, output, scratch, done, setup, 0, lambda *_: None)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        if setup is not None:
+            setup.close()
 
 
-def _pretrain_and_write(config, files, output, done, verbose, log):
+def _process_files(files, batch_size, setup):
+    """This process's images, batch size and steps per epoch: all the images; on torch with several processes every
+    ``process_count``-th one from its rank on, cut to the same number of whole batches in every process."""
+    from keras_convnext.training.trainer import check_global_batch
+
+    steps = len(files) // batch_size
+    if steps == 0:
+        raise ValueError(f"The {len(files)} images make no whole batch of {batch_size}; lower --batch-size.")
+    if setup is None:
+        return files, batch_size, steps
+    check_global_batch(batch_size, len(setup.devices) if not setup.feeds_own_shard else setup.process_count)
+    if not setup.feeds_own_shard or setup.process_count == 1:
+        return files, batch_size, steps
+    per_process = batch_size // setup.process_count
+    return files[setup.process_index :: setup.process_count][: steps * per_process], per_process, steps
+
+
+def _pretrain_and_write(config, files, output, write_to, done, setup, verbose, log):
+    import contextlib
+
     from keras_convnext.pretraining.fcmae import FCMAE
     from keras_convnext.pretraining.reconstruction_figure import ReconstructionFigures
     from keras_convnext.pretraining.unlabelled_images import pretraining_dataset
@@ -165,36 +212,44 @@ def _pretrain_and_write(config, files, output, done, verbose, log):
     resolved = config.resolved()
     if config.mixed_precision:
         keras.config.set_dtype_policy(config.mixed_precision)
-    keras.utils.set_random_seed(config.seed)
-    data = pretraining_dataset(files, image_size=config.image_size, batch_size=config.batch_size, seed=config.seed)
-    steps_per_epoch = len(files) // config.batch_size
+    # torch processes each draw their own crops and masks; process 0's weights are copied to all.
+    process_seed = config.seed + (setup.process_index if setup is not None and setup.feeds_own_shard else 0)
+    keras.utils.set_random_seed(process_seed)
+    process_files, batch_size, steps_per_epoch = _process_files(files, config.batch_size, setup)
+    data = pretraining_dataset(process_files, image_size=config.image_size, batch_size=batch_size, seed=process_seed)
+    if setup is not None:
+        log(f"{setup.description}; the last partial batch of each epoch is dropped")
     total_steps = steps_per_epoch * config.epochs
-    model = FCMAE(
-        config.variant, decoder_dim=config.decoder_dim, decoder_depth=config.decoder_depth,
-        mask_ratio=config.mask_ratio, norm_pix_loss=config.norm_pix_loss, image_size=config.image_size,
-        seed=config.seed,
-    )
-    model.compile(optimizer=recipe_optimizer(
-        model, learning_rate=resolved["learning_rate"], total_steps=total_steps, min_learning_rate=0.0,
-        warmup_steps=min(resolved["warmup_epochs"] * steps_per_epoch, total_steps - 1),
-        weight_decay=config.weight_decay,
-    ))
-    if not done:
-        write_text_atomically(output / CONFIG_FILE, json.dumps(
+    with setup.scope() if setup is not None else contextlib.nullcontext():
+        model = FCMAE(
+            config.variant, decoder_dim=config.decoder_dim, decoder_depth=config.decoder_depth,
+            mask_ratio=config.mask_ratio, norm_pix_loss=config.norm_pix_loss, image_size=config.image_size,
+            seed=process_seed,
+        )
+        model.compile(optimizer=recipe_optimizer(
+            model, learning_rate=resolved["learning_rate"], total_steps=total_steps, min_learning_rate=0.0,
+            warmup_steps=min(resolved["warmup_epochs"] * steps_per_epoch, total_steps - 1),
+            weight_decay=config.weight_decay,
+        ))
+    if not done or write_to != output:
+        write_text_atomically(write_to / CONFIG_FILE, json.dumps(
             {"config": dataclasses.asdict(config), "resolved": resolved, "images": len(files)}, indent=2))
     images, mask = figure_batch(files, config.image_size, config.seed)
     callbacks = [
-        HistoryCSV(output / "history.csv"),
-        AtomicBackupAndRestore(output / "backup", delete_checkpoint=False),
-        ReconstructionFigures(images, mask, output),
+        HistoryCSV(write_to / "history.csv"),
+        AtomicBackupAndRestore(output / "backup", delete_checkpoint=False, write_dir=write_to / "backup"),
+        ReconstructionFigures(images, mask, write_to),
     ]
+    if setup is not None:
+        callbacks = setup.prepare(model) + callbacks  # its epoch figures go into the logs the others record
     log(
         f"backend {keras.backend.backend()}: FCMAE pretraining of {config.variant} on {len(files)} images "
         f"({steps_per_epoch} steps per epoch), lr {resolved['learning_rate']:g}, {resolved['warmup_epochs']} warm-up "
         f"epochs, mask ratio {config.mask_ratio:g}" + (f"; resuming after epoch {done}" if done else "")
     )
-    model.fit(data, epochs=config.epochs, initial_epoch=done, callbacks=callbacks, verbose=verbose, shuffle=False)
-    return _finish(model, config.variant, output, log)
+    model.fit(data, epochs=config.epochs, initial_epoch=done, callbacks=callbacks, verbose=verbose, shuffle=False,
+              steps_per_epoch=steps_per_epoch)
+    return _finish(model, config.variant, write_to, log)
 
 
 def encoder_for_fine_tuning(model, variant):
