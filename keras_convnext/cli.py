@@ -258,7 +258,8 @@ def build_parser():
     add_image_size(bench, default=224)
     bench.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="float32, or mixed precision computing in bfloat16/float16 (torch: autocast)")
-    bench.add_argument("--mode", nargs="+", choices=["inference", "training"], default=["inference", "training"])
+    bench.add_argument("--mode", nargs="+", choices=["inference", "training", "pretraining"],
+                       default=["inference", "training"], help="pretraining: an FCMAE step (a ConvNeXt-V2 --variant)")
     bench.add_argument("--rounds", type=positive_int, default=10, help="timed rounds, each running every candidate once")
     bench.add_argument("--warmup", type=int, default=2, help="untimed rounds first (compilation happens there)")
     bench.add_argument("--baselines", nargs="*", default=["keras_applications", "torch_eager"],

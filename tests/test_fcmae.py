@@ -174,6 +174,8 @@ def test_a_checkpoint_that_does_not_fit_changes_nothing(official_checkpoint):
 
 
 def test_bad_encoders_masks_and_sizes_are_refused_by_name():
+    # timm's FCMAE encoder tags build the right kind of encoder (here without downloading their weights).
+    assert FCMAE(encoder=kc.create_model("convnextv2_atto.fcmae", weights=None), decoder_dim=16).patch_size == 32
     with pytest.raises(ValueError, match="include_top=False, pooling=None"):
         FCMAE(small_encoder(pooling="avg"))
     with pytest.raises(ValueError, match="patchify stem.*'overlap'"):
@@ -198,3 +200,29 @@ def test_weights_save_and_load_and_the_config_rebuilds_the_model(tmp_path, image
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(rebuilt.reconstruct(images, mask)),
                                   keras.ops.convert_to_numpy(model.reconstruct(images, mask)))
     assert rebuilt.get_config()["decoder_depth"] == DECODER_DEPTH and rebuilt.seed == 5
+
+
+@pytest.mark.once  # plain PyTorch, whatever the Keras backend
+def test_the_benchmark_s_pytorch_baseline_computes_the_official_fcmae(official_checkpoint, images_and_mask):
+    import torch
+
+    from keras_convnext.benchmarks.torch_fcmae import DenseMaskedFCMAE, random_mask
+    from keras_convnext.weights.layouts import minkowski_to_dense
+
+    state, _ = official_checkpoint
+    images, mask = images_and_mask
+    port = DenseMaskedFCMAE(DEPTHS, DIMS, DECODER_DIM, DECODER_DEPTH, PATCH)
+    expected_shapes = port.state_dict()
+    dense = {}
+    for key, value in state.items():
+        key = key.replace(".ln.", ".").replace(".linear.", ".")
+        if key.endswith(".kernel"):
+            key, value = key.removesuffix(".kernel") + ".weight", minkowski_to_dense(value)
+        dense[key] = torch.from_numpy(np.ascontiguousarray(value)).reshape(expected_shapes[key].shape)
+    port.load_state_dict(dense)
+    with torch.no_grad():
+        loss, predictions, _ = port(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch.from_numpy(mask))
+    expected, expected_loss = official_fcmae(state, images, mask, DEPTHS, PATCH)
+    assert np.abs(predictions.numpy() - expected).max() / np.abs(expected).max() < 1e-4
+    assert float(loss) == pytest.approx(expected_loss, rel=1e-4)
+    assert (random_mask(4, 49, 0.6).sum(dim=1) == 30).all()

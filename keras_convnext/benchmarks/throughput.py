@@ -2,7 +2,8 @@
 
 Each candidate is one way to run a batch: this package's model on the active Keras backend, the
 ``keras.applications`` model of the same size on the same backend, and native PyTorch (timm where it imports, else
-Hugging Face's ``ConvNext``), eager and optionally ``torch.compile``. Candidates run alternately, A B C A B C …, so
+Hugging Face's ``ConvNext``), eager and optionally ``torch.compile``; for ``pretraining``, this package's FCMAE
+step against the official FCMAE made dense-masked in PyTorch (``torch_fcmae``). Candidates run alternately, A B C A B C …, so
 that a noisy neighbour slows all of them alike; warm-up rounds (compilation included) are not timed; the device
 is synchronised before each clock reading. Each round gives one ratio per baseline, and the summary reports the
 median images per second and the median (min–max) of those per-round ratios.
@@ -14,7 +15,7 @@ import dataclasses
 import statistics
 import time
 
-MODES = ("inference", "training")
+MODES = ("inference", "training", "pretraining")
 DTYPES = ("float32", "bfloat16", "float16")
 KERAS_APPLICATIONS = {
     "convnext_tiny": "ConvNeXtTiny",
@@ -129,6 +130,59 @@ def keras_applications_candidate(variant, mode, batch_size, image_size, dtype="f
     images, labels = _inputs(batch_size, image_size, 1000)
     step = _compiled_keras_step(model, mode, images, labels, jit_compile)
     return Candidate("keras_applications", f"keras.applications.{builder_name} ({keras.backend.backend()})", step)
+
+
+def fcmae_candidate(variant, batch_size, image_size, dtype="float32", jit_compile="auto"):
+    """One FCMAE pretraining step of this package (``kc.pretraining.FCMAE``, official decoder, ``train_on_batch``
+    with AdamW; masks drawn inside the step).
+
+    Example:
+        >>> fcmae_candidate("convnextv2_atto", 2, 64).step()  # doctest: +SKIP
+    """
+    import keras
+
+    from keras_convnext.pretraining import FCMAE
+
+    model = _build_under_policy(dtype, lambda: FCMAE(variant, image_size=image_size, seed=0))
+    model.compile(optimizer=keras.optimizers.AdamW(1.5e-4), jit_compile=jit_compile)
+    images, _ = _inputs(batch_size, image_size, 1)
+    description = f"kc.pretraining.FCMAE {variant} ({keras.backend.backend()}, train_on_batch)"
+    return Candidate("keras_convnext", description, lambda: model.train_on_batch(images))
+
+
+def torch_fcmae_candidate(variant, batch_size, image_size, dtype="float32", compiled=False):
+    """One step of the official FCMAE with its sparse layers made dense and masked (``torch_fcmae``), in native
+    PyTorch, eager or ``torch.compile``d, AdamW; the mask is drawn each step as the official code does.
+
+    Example:
+        >>> torch_fcmae_candidate("convnextv2_atto", 2, 64).step()  # doctest: +SKIP
+    """
+    import torch
+
+    from keras_convnext.applications import get_variant
+    from keras_convnext.benchmarks.torch_fcmae import DenseMaskedFCMAE, random_mask
+
+    row = get_variant(variant)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = DenseMaskedFCMAE(row.depths, row.dims).to(device).train()
+    images, _ = _inputs(batch_size, image_size, 1)
+    images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
+    patches = (image_size // 32) ** 2
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-4)
+    autocast = torch.autocast(device, dtype=getattr(torch, dtype), enabled=dtype != "float32")
+    forward = torch.compile(model) if compiled else model
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = forward(images, random_mask(batch_size, patches, 0.6, device))[0]
+        loss.backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    name = f"torch_{'compile' if compiled else 'eager'}"
+    return Candidate(name, f"official FCMAE, dense-masked, {variant} (torch {name[6:]}, {device})", step)
 
 
 def _native_torch_model(variant):
@@ -275,12 +329,18 @@ def run_benchmark(variant="convnext_tiny", modes=MODES, batch_size=8, image_size
               "image_size": image_size, "dtype": dtype, "rounds": rounds, "warmup": warmup,
               "fast_paths": {kind: fast_path(kind) for kind in KINDS}, "machine": machine_description(), "modes": {}}
     for mode in modes:
-        candidates = [keras_convnext_candidate(variant, mode, batch_size, image_size, dtype, optimized, jit_compile)]
-        if "keras_applications" in baselines:
-            candidates.append(keras_applications_candidate(variant, mode, batch_size, image_size, dtype, jit_compile))
-        for compiled in (False, True):
-            if f"torch_{'compile' if compiled else 'eager'}" in baselines:
-                candidates.append(native_torch_candidate(variant, mode, batch_size, image_size, dtype, compiled))
+        if mode == "pretraining":  # keras.applications has no pretraining
+            candidates = [fcmae_candidate(variant, batch_size, image_size, dtype, jit_compile)]
+            for compiled in (False, True):
+                if f"torch_{'compile' if compiled else 'eager'}" in baselines:
+                    candidates.append(torch_fcmae_candidate(variant, batch_size, image_size, dtype, compiled))
+        else:
+            candidates = [keras_convnext_candidate(variant, mode, batch_size, image_size, dtype, optimized, jit_compile)]
+            if "keras_applications" in baselines:
+                candidates.append(keras_applications_candidate(variant, mode, batch_size, image_size, dtype, jit_compile))
+            for compiled in (False, True):
+                if f"torch_{'compile' if compiled else 'eager'}" in baselines:
+                    candidates.append(native_torch_candidate(variant, mode, batch_size, image_size, dtype, compiled))
         candidates = [candidate for candidate in candidates if candidate is not None]
         seconds = alternate(candidates, rounds, warmup)
         result["modes"][mode] = {
