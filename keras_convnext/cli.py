@@ -78,6 +78,21 @@ def _pretrain(args):
     return 0
 
 
+def _pretrain_demo(args):
+    import json
+
+    from keras_convnext.atomic_files import write_text_atomically
+    from keras_convnext.pretraining.digits_experiment import run_pretraining_experiment
+
+    result = run_pretraining_experiment(
+        variant=args.variant, image_size=args.image_size, label_fraction=args.label_fraction,
+        pretrain_epochs=args.pretrain_epochs, fine_tune_epochs=args.fine_tune_epochs, seed=args.seed,
+    )
+    if args.json:
+        write_text_atomically(args.json, json.dumps(result, indent=2))
+    return 0
+
+
 def _evaluate(args):
     from keras_convnext.training.evaluate import evaluate_folder
 
@@ -123,6 +138,11 @@ def _export(args):
 
         path = export_litert(args.model, args.out_dir, variant=args.variant, classes=args.classes,
                              image_size=args.image_size, quantization=args.quantize)
+    elif args.format == "openvino":
+        from keras_convnext.export.openvino import export_openvino
+
+        path = export_openvino(args.model, args.out_dir, variant=args.variant, classes=args.classes,
+                               image_size=args.image_size)
     elif args.format == "onnx":
         from keras_convnext.export.onnx import export_onnx
 
@@ -212,6 +232,18 @@ def build_parser():
                           help="torch with --devices: how long each process waits for the others to join")
     pretrain.set_defaults(run=_pretrain)
 
+    pretrain_demo = add_command(
+        "pretrain-demo", help="does FCMAE pay? scikit-learn's digits with 10%% of the labels: pretrained vs from scratch"
+    )
+    add_variant(pretrain_demo, default="convnextv2_atto")
+    add_image_size(pretrain_demo, default=64)
+    pretrain_demo.add_argument("--label-fraction", type=float, default=0.1, help="share of the training labels used")
+    pretrain_demo.add_argument("--pretrain-epochs", type=positive_int, default=30)
+    pretrain_demo.add_argument("--fine-tune-epochs", type=positive_int, default=30)
+    pretrain_demo.add_argument("--seed", type=int, default=0)
+    pretrain_demo.add_argument("--json", help="also write the figures to this JSON file")
+    pretrain_demo.set_defaults(run=_pretrain_demo)
+
     evaluate = add_command("evaluate", help="accuracy, top-5 and a confusion matrix on DATA_DIR")
     add_data_dir(evaluate)
     evaluate.add_argument("--weights", required=True, help="a training run folder, its model.keras, or a .weights.h5")
@@ -238,8 +270,8 @@ def build_parser():
     )
     export.add_argument("model", metavar="MODEL", help="a .keras file, a .weights.h5 (with --variant) or a train --output folder")
     export.add_argument("out_dir", metavar="OUT_DIR", help="saved_model: writes OUT_DIR/<version>/; onnx: OUT_DIR/model.onnx; "
-                        "litert: OUT_DIR/model.tflite (model_<quantization>.tflite)")
-    export.add_argument("--format", choices=["saved_model", "onnx", "litert"], default="saved_model")
+                        "litert: OUT_DIR/model.tflite (model_<quantization>.tflite); openvino: OUT_DIR/model.xml + .bin")
+    export.add_argument("--format", choices=["saved_model", "onnx", "litert", "openvino"], default="saved_model")
     export.add_argument("--quantize", choices=["float32", "float16", "dynamic_int8"], default="float32",
                         help="litert: the weights' storage (float16, or dynamic-range int8)")
     add_variant(export, help="the variant of a .weights.h5 without train_config.json beside it")

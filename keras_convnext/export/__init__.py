@@ -7,5 +7,6 @@ Example:
 
 from keras_convnext.export.graph_ops import check_standard_ops, saved_model_ops
 from keras_convnext.export.litert import export_litert
+from keras_convnext.export.openvino import export_openvino
 from keras_convnext.export.saved_model import export_saved_model
 from keras_convnext.export.serving_graph import SIGNATURES

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-TASKS = ("saved_model", "litert")
+TASKS = ("saved_model", "litert", "openvino")
 
 
 def run_in_tensorflow_process(task, spec, target, options):
