@@ -192,3 +192,22 @@ def test_gpu_sweep_runs_end_to_end_on_a_cpu(tmp_path, capsys):
         assert all(reason for reason in entry["left_out"].values())
     assert result["modes"]["inference"]["profiles"]["compiled"]
     assert "top kernels per step" in capsys.readouterr().out
+
+
+@pytest.mark.fast_tier_backend("tensorflow")  # JAX and PyTorch export the same files through slower converters
+def test_the_deployment_runtimes_run_this_package_s_exports_beside_it():
+    result = run_benchmark("convnext_atto", modes=("inference",), batch_size=2, image_size=32, rounds=2, warmup=1,
+                           baselines=("onnxruntime", "openvino", "openvino_bf16", "litert"))
+    _check_result(result, {"onnxruntime", "openvino", "openvino_bf16", "litert"}, modes=("inference",))
+    described = result["modes"]["inference"]["candidates"]
+    assert "(CPU, f32)" in described["openvino"] and "(CPU, bf16)" in described["openvino_bf16"]
+
+
+@pytest.mark.large  # pretraining's two candidates on a tiny input: the Keras FCMAE step and the PyTorch baseline
+def test_the_pretraining_mode_runs_fcmae_beside_the_pytorch_baseline():
+    result = run_benchmark("convnextv2_atto", modes=("pretraining",), batch_size=2, image_size=64, rounds=2, warmup=1,
+                           baselines=("torch_eager",))
+    summary = result["modes"]["pretraining"]
+    assert set(summary["candidates"]) == {"keras_convnext", "torch_eager"}
+    assert "kc.pretraining.FCMAE" in summary["candidates"]["keras_convnext"]
+    assert all(len(times) == 2 for times in summary["seconds_per_step"].values())

@@ -83,3 +83,13 @@ def test_the_recipe_defaults_follow_the_official_pretraining():
     assert config.resolved() == {"learning_rate": pytest.approx(3e-4), "warmup_epochs": 80}
     assert (config.mask_ratio, config.decoder_dim, config.decoder_depth, config.weight_decay) == (0.6, 512, 1, 0.05)
     assert config.norm_pix_loss
+
+
+@pytest.mark.large  # pretrains on the 1438 training digits: a minute or two
+def test_the_digits_experiment_reports_both_classifiers_on_the_held_out_split(tmp_path):
+    assert main(["pretrain-demo", "--pretrain-epochs", "1", "--fine-tune-epochs", "1", "--label-fraction", "0.05",
+                 "--json", str(tmp_path / "result.json")]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["labelled"] == 70 and result["held_out"] == 359 and len(result["pretraining_loss"]) == 1
+    for key in ("scratch_accuracy", "pretrained_accuracy"):
+        assert len(result[key]) == 3 and all(0.0 <= value <= 1.0 for value in result[key])

@@ -13,6 +13,7 @@ Run: ``keras-convnext bench --variant convnext_tiny --batch-size 8 --image-size 
 
 import dataclasses
 import statistics
+import tempfile
 import time
 
 MODES = ("inference", "training", "pretraining")
@@ -185,6 +186,66 @@ def torch_fcmae_candidate(variant, batch_size, image_size, dtype="float32", comp
     return Candidate(name, f"official FCMAE, dense-masked, {variant} (torch {name[6:]}, {device})", step)
 
 
+RUNTIMES = ("onnxruntime", "openvino", "openvino_bf16", "litert")
+
+
+def runtime_candidate(runtime, variant, batch_size, image_size, folder):
+    """Inference of ``variant`` exported by this package into a deployment runtime, on the CPU: ``onnxruntime``
+    (``export --format onnx``), ``openvino`` (the IR at f32) and ``openvino_bf16`` (OpenVINO's own default on a CPU
+    with native bf16), ``litert`` (the float32 ``.tflite`` with XNNPack, one image per invoke as on a device). The
+    exports go to ``folder``; ``None`` where the runtime is not installed.
+
+    Example:
+        >>> runtime_candidate("onnxruntime", "convnext_atto", 2, 64, "/tmp/bench").step()  # doctest: +SKIP
+    """
+    import importlib.util
+
+    from keras_convnext.applications import create_model
+
+    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "openvino_bf16": "openvino",
+              "litert": "tensorflow"}[runtime]
+    if importlib.util.find_spec(module) is None:
+        return None
+    model = create_model(variant, input_shape=(image_size, image_size, 3), classifier_activation=None)
+    images, _ = _inputs(batch_size, image_size, 1)
+    folder = f"{folder}/{runtime}"
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        from keras_convnext.export.onnx import export_onnx
+
+        session = onnxruntime.InferenceSession(str(export_onnx(model, folder)), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return Candidate(runtime, f"ONNX Runtime {onnxruntime.__version__} (CPU), export --format onnx",
+                         lambda: session.run(None, {name: images}))
+    if runtime.startswith("openvino"):
+        import openvino
+
+        from keras_convnext.export.openvino import export_openvino
+
+        precision = "bf16" if runtime == "openvino_bf16" else "f32"
+        compiled = openvino.Core().compile_model(str(export_openvino(model, folder)), "CPU",
+                                                  {"INFERENCE_PRECISION_HINT": precision})
+        request = compiled.create_infer_request()
+        return Candidate(runtime, f"OpenVINO {openvino.__version__} (CPU, {precision}), export --format openvino",
+                         lambda: request.infer({0: images}))
+    import tensorflow as tf
+
+    from keras_convnext.export.litert import export_litert
+
+    interpreter = tf.lite.Interpreter(model_path=str(export_litert(model, folder)))
+    interpreter.allocate_tensors()
+    (given,), (taken,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def step():
+        for image in images:
+            interpreter.set_tensor(given["index"], image[None])
+            interpreter.invoke()
+            interpreter.get_tensor(taken["index"])
+
+    return Candidate(runtime, "LiteRT (tf.lite, XNNPack), export --format litert, one image per invoke", step)
+
+
 def _native_torch_model(variant):
     """timm's model where timm imports; otherwise Hugging Face's ConvNext/ConvNextV2 with the same architecture."""
     from keras_convnext.applications import get_variant
@@ -317,7 +378,7 @@ def run_benchmark(variant="convnext_tiny", modes=MODES, batch_size=8, image_size
             raise ValueError(f"Unknown benchmark mode {mode!r}; expected one of {MODES}.")
     if dtype not in DTYPES:
         raise ValueError(f"Unknown benchmark dtype {dtype!r}; expected one of {DTYPES}.")
-    known = {"keras_applications", "torch_eager", "torch_compile"}
+    known = {"keras_applications", "torch_eager", "torch_compile", *RUNTIMES}
     if set(baselines) - known:
         raise ValueError(f"Unknown baselines {sorted(set(baselines) - known)}; expected some of {sorted(known)}.")
     if batch_size < 1 or image_size < 32:
@@ -329,26 +390,36 @@ def run_benchmark(variant="convnext_tiny", modes=MODES, batch_size=8, image_size
               "image_size": image_size, "dtype": dtype, "rounds": rounds, "warmup": warmup,
               "fast_paths": {kind: fast_path(kind) for kind in KINDS}, "machine": machine_description(), "modes": {}}
     for mode in modes:
-        if mode == "pretraining":  # keras.applications has no pretraining
-            candidates = [fcmae_candidate(variant, batch_size, image_size, dtype, jit_compile)]
-            for compiled in (False, True):
-                if f"torch_{'compile' if compiled else 'eager'}" in baselines:
-                    candidates.append(torch_fcmae_candidate(variant, batch_size, image_size, dtype, compiled))
-        else:
-            candidates = [keras_convnext_candidate(variant, mode, batch_size, image_size, dtype, optimized, jit_compile)]
-            if "keras_applications" in baselines:
-                candidates.append(keras_applications_candidate(variant, mode, batch_size, image_size, dtype, jit_compile))
-            for compiled in (False, True):
-                if f"torch_{'compile' if compiled else 'eager'}" in baselines:
-                    candidates.append(native_torch_candidate(variant, mode, batch_size, image_size, dtype, compiled))
-        candidates = [candidate for candidate in candidates if candidate is not None]
-        seconds = alternate(candidates, rounds, warmup)
+        with tempfile.TemporaryDirectory() as exports:  # the deployment runtimes' files, for this mode's run
+            candidates = _mode_candidates(mode, variant, batch_size, image_size, dtype, baselines, optimized,
+                                          jit_compile, exports)
+            seconds = alternate(candidates, rounds, warmup)
         result["modes"][mode] = {
             "candidates": {candidate.name: candidate.description for candidate in candidates},
             "seconds_per_step": seconds,
             **summarize(seconds, batch_size),
         }
     return result
+
+
+def _mode_candidates(mode, variant, batch_size, image_size, dtype, baselines, optimized, jit_compile, exports):
+    """This package's candidate for ``mode`` first, then the baselines that exist here."""
+    if mode == "pretraining":  # keras.applications has no pretraining
+        candidates = [fcmae_candidate(variant, batch_size, image_size, dtype, jit_compile)]
+        for compiled in (False, True):
+            if f"torch_{'compile' if compiled else 'eager'}" in baselines:
+                candidates.append(torch_fcmae_candidate(variant, batch_size, image_size, dtype, compiled))
+        return [candidate for candidate in candidates if candidate is not None]
+    candidates = [keras_convnext_candidate(variant, mode, batch_size, image_size, dtype, optimized, jit_compile)]
+    if "keras_applications" in baselines:
+        candidates.append(keras_applications_candidate(variant, mode, batch_size, image_size, dtype, jit_compile))
+    for compiled in (False, True):
+        if f"torch_{'compile' if compiled else 'eager'}" in baselines:
+            candidates.append(native_torch_candidate(variant, mode, batch_size, image_size, dtype, compiled))
+    if mode == "inference":
+        candidates += [runtime_candidate(runtime, variant, batch_size, image_size, exports)
+                       for runtime in RUNTIMES if runtime in baselines]
+    return [candidate for candidate in candidates if candidate is not None]
 
 
 def machine_description():

@@ -51,9 +51,10 @@ def _classifier_accuracy(variant, image_size, weights_model, images, one_hot, tr
 
 
 def run_pretraining_experiment(variant="convnextv2_atto", image_size=64, label_fraction=0.1, pretrain_epochs=30,
-                               fine_tune_epochs=30, decoder_dim=128, seed=0, log=print):
+                               fine_tune_epochs=30, decoder_dim=128, seed=0, fine_tune_seeds=(0, 1, 2), log=print):
     """Pretrains ``variant`` as an FCMAE on the digits' training images, then fine-tunes it and a from-scratch twin
-    on ``label_fraction`` of their labels; returns both held-out accuracies and the pretraining losses.
+    on ``label_fraction`` of their labels, once per seed of ``fine_tune_seeds`` (the classifier's initialisation and
+    batch order; the same for both); returns the held-out accuracies and the pretraining losses.
 
     Example:
         >>> result = run_pretraining_experiment(pretrain_epochs=1, fine_tune_epochs=1)  # doctest: +SKIP
@@ -85,12 +86,20 @@ def run_pretraining_experiment(variant="convnextv2_atto", image_size=64, label_f
     pretrained = encoder_for_fine_tuning(fcmae, variant)
 
     common = (variant, image_size)
-    scratch = _classifier_accuracy(*common, None, images, one_hot, labelled, held_out, fine_tune_epochs, seed)
-    fine_tuned = _classifier_accuracy(*common, pretrained, images, one_hot, labelled, held_out, fine_tune_epochs, seed)
-    log(f"held-out accuracy with {len(labelled)} labels: from scratch {scratch:.4f}, FCMAE-pretrained {fine_tuned:.4f}")
+    scratch, fine_tuned = [], []
+    for run_seed in fine_tune_seeds:
+        scratch.append(_classifier_accuracy(*common, None, images, one_hot, labelled, held_out, fine_tune_epochs,
+                                            run_seed))
+        fine_tuned.append(_classifier_accuracy(*common, pretrained, images, one_hot, labelled, held_out,
+                                               fine_tune_epochs, run_seed))
+        log(f"seed {run_seed}: held-out accuracy from scratch {scratch[-1]:.4f}, FCMAE-pretrained {fine_tuned[-1]:.4f}")
+    log(f"mean held-out accuracy with {len(labelled)} labels: from scratch {np.mean(scratch):.4f}, FCMAE-pretrained "
+        f"{np.mean(fine_tuned):.4f}")
     return {
         "backend": keras.backend.backend(), "variant": variant, "image_size": image_size,
         "labelled": int(len(labelled)), "held_out": int(len(held_out)), "pretrain_epochs": pretrain_epochs,
         "fine_tune_epochs": fine_tune_epochs, "pretraining_loss": [float(v) for v in losses],
-        "scratch_accuracy": scratch, "pretrained_accuracy": fine_tuned, "seconds": time.perf_counter() - start,
+        "fine_tune_seeds": list(fine_tune_seeds), "scratch_accuracy": scratch, "pretrained_accuracy": fine_tuned,
+        "scratch_mean": float(np.mean(scratch)), "pretrained_mean": float(np.mean(fine_tuned)),
+        "seconds": time.perf_counter() - start,
     }
