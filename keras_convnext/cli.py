@@ -236,7 +236,7 @@ def build_parser():
         "pretrain-demo", help="does FCMAE pay? scikit-learn's digits with 10%% of the labels: pretrained vs from scratch"
     )
     add_variant(pretrain_demo, default="convnextv2_atto")
-    add_image_size(pretrain_demo, default=64)
+    add_image_size(pretrain_demo, default=96, help="image side: 96 gives 3x3 patches of 32, of which 3 are kept")
     pretrain_demo.add_argument("--label-fraction", type=float, default=0.1, help="share of the training labels used")
     pretrain_demo.add_argument("--pretrain-epochs", type=positive_int, default=30)
     pretrain_demo.add_argument("--fine-tune-epochs", type=positive_int, default=30)

@@ -3,9 +3,9 @@
 - The fast tier (``pytest``, ``make test``) covers every module on every backend in minutes, on small shapes.
 - ``@pytest.mark.large`` marks what needs full-size models, other processes or minutes of training; those
   tests are deselected unless ``--run-large`` is given (``make test-all``; keras-hub's ``--run_large``).
-- ``@pytest.mark.fast_tier_backend("torch")`` marks a long fit whose backend-specific parts other fast tests cover
-  (fit, the optimizer, the backup, on every backend): the fast tier runs it under that backend only, the full tier
-  under all three.
+- ``@pytest.mark.fast_tier_backend("torch")`` marks a long test whose backend-specific parts other fast tests cover
+  (fit, the optimizer and the forward on every backend; what is left is tf.data, NumPy or documentation): the fast
+  tier runs it under that backend only, the full tier under all three.
 - ``@pytest.mark.once`` marks tests that start every backend themselves, or whose outcome no backend changes
   (a TensorFlow-only serving process); ``run_all_backends.py`` passes ``--skip-once-tests`` to all runs but the
   last, so they run once per suite, not once per backend.

@@ -194,7 +194,7 @@ def test_gpu_sweep_runs_end_to_end_on_a_cpu(tmp_path, capsys):
     assert "top kernels per step" in capsys.readouterr().out
 
 
-@pytest.mark.fast_tier_backend("tensorflow")  # JAX and PyTorch export the same files through slower converters
+@pytest.mark.large  # four exports of a model and four runtimes (40 s on TensorFlow)
 def test_the_deployment_runtimes_run_this_package_s_exports_beside_it():
     result = run_benchmark("convnext_atto", modes=("inference",), batch_size=2, image_size=32, rounds=2, warmup=1,
                            baselines=("onnxruntime", "openvino", "openvino_bf16", "litert"))

@@ -35,6 +35,7 @@ def test_every_folder_of_the_package_is_searched():
             "keras_convnext.layers.convnext_block", "keras_convnext.training.trainer"} <= set(MODULES)
 
 
+@pytest.mark.fast_tier_backend("tensorflow")  # documentation: the full tier runs every example on every backend
 @pytest.mark.parametrize("module_name", MODULES)
 def test_docstring_examples_run(module_name):
     module = importlib.import_module(module_name)

@@ -95,6 +95,7 @@ def test_batch_mixing_is_off_when_both_are_zero_and_rejects_negative_values():
         training.batch_mixing(mixup_alpha=-1)
 
 
+@pytest.mark.fast_tier_backend("torch")  # MixUp/CutMix are tf.data maps; fit on each backend is tested elsewhere
 @pytest.mark.parametrize("policy", ["float32", pytest.param("mixed_bfloat16", marks=pytest.mark.large)])
 def test_recipe_fit_with_mixing_lowers_the_loss(rng, policy):
     keras.config.set_dtype_policy(policy)

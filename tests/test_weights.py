@@ -105,6 +105,7 @@ def _keras_applications_h5(model, path):
     return path
 
 
+@pytest.mark.fast_tier_backend("tensorflow")  # reading the .h5 is NumPy; two ConvNeXt-T forwards (20 s under JAX)
 @pytest.mark.parametrize("include_top", [True, False])
 def test_keras_applications_weights_load_with_equal_logits(tmp_path, rng, include_top):
     # The weights do not depend on the input size; 64x64 keeps the two forward passes short.
