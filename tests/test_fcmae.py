@@ -61,12 +61,13 @@ def test_predictions_and_loss_equal_the_official_sparse_fcmae(official_checkpoin
     outputs = model(to_layout(images, data_format), patch_mask=mask)
     predictions = keras.ops.convert_to_numpy(outputs["predictions"])
     loss = float(keras.ops.convert_to_numpy(model.compute_loss(x=to_layout(images, data_format), y_pred=outputs)))
+    given = float(keras.ops.convert_to_numpy(model.reconstruction_loss(to_layout(images, data_format), mask)))
 
     expected, expected_loss = official_fcmae(state, images, mask, DEPTHS, PATCH)
     scale = np.abs(expected).max()
     assert predictions.shape == expected.shape == (3, 6, PATCH * PATCH * 3)
     assert np.abs(predictions - expected).max() / scale < 1e-4, np.abs(predictions - expected).max() / scale
-    assert loss == pytest.approx(expected_loss, rel=1e-4)
+    assert loss == pytest.approx(expected_loss, rel=1e-4) and given == pytest.approx(expected_loss, rel=1e-4)
     # The batch-wide GRN statistics are the official code's: one image alone gives other predictions.
     alone = keras.ops.convert_to_numpy(model.reconstruct(to_layout(images[:1], data_format), mask[:1]))
     alone_expected, _ = official_fcmae(state, images[:1], mask[:1], DEPTHS, PATCH)

@@ -100,7 +100,9 @@ class FCMAE(keras.Model):
 
     ``call`` returns ``{"predictions": (B, L, patch_size**2 * 3), "mask": (B, L)}``, ``L`` the number of patches,
     mask 1 = removed (the official convention). As in the official sparse code, each encoder GRN takes its statistics
-    over the kept positions of the whole batch.
+    over the kept positions of the whole batch. A variant name builds an encoder that takes 0..255 RGB and normalises
+    it inside (the targets are the normalised pixels); the official code takes normalised images, as does an encoder
+    built with ``include_preprocessing=False`` (and NCHW ones with ``data_format="channels_first"``).
 
     Args:
         encoder: a variant name (built without top, ``image_size`` square, drop path 0) or a ConvNeXt model with
@@ -260,6 +262,18 @@ class FCMAE(keras.Model):
                 f"({grid[0]}x{grid[1]} patches of {self.patch_size} pixels); got {tuple(mask.shape)}."
             )
         return self(images, training=False, patch_mask=mask)["predictions"]
+
+    def reconstruction_loss(self, images, mask):
+        """The FCMAE loss of ``images`` under a given ``mask`` ``(B, L)`` (1 = removed): the official
+        ``forward_loss`` for the same weights, images and mask.
+
+        Example:
+            >>> float(model.reconstruction_loss(images, mask))  # doctest: +SKIP
+            0.93
+        """
+        outputs = {"predictions": self.reconstruct(images, mask), "mask": ops.convert_to_tensor(mask, "float32")}
+        return masked_patch_loss(self.patch_targets(ops.convert_to_tensor(images)), outputs["predictions"],
+                                 outputs["mask"], self.norm_pix_loss)
 
     def get_config(self):
         return {
