@@ -201,6 +201,11 @@ def test_weights_save_and_load_and_the_config_rebuilds_the_model(tmp_path, image
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(rebuilt.reconstruct(images, mask)),
                                   keras.ops.convert_to_numpy(model.reconstruct(images, mask)))
     assert rebuilt.get_config()["decoder_depth"] == DECODER_DEPTH and rebuilt.seed == 5
+    model.save(tmp_path / "fcmae.keras")
+    loaded = keras.saving.load_model(tmp_path / "fcmae.keras")
+    assert isinstance(loaded, FCMAE)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.reconstruct(images, mask)),
+                                  keras.ops.convert_to_numpy(model.reconstruct(images, mask)))
 
 
 @pytest.mark.once  # plain PyTorch, whatever the Keras backend
