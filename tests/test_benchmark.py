@@ -211,3 +211,14 @@ def test_the_pretraining_mode_runs_fcmae_beside_the_pytorch_baseline():
     assert set(summary["candidates"]) == {"keras_convnext", "torch_eager"}
     assert "kc.pretraining.FCMAE" in summary["candidates"]["keras_convnext"]
     assert all(len(times) == 2 for times in summary["seconds_per_step"].values())
+
+
+@pytest.mark.once  # PyTorch, TensorFlow and JAX in one process, whatever the Keras backend
+def test_the_matmul_peak_measures_each_library(tmp_path, capsys):
+    from keras_convnext.benchmarks import matmul_peak
+
+    matmul_peak.main(["--size", "128", "--json", str(tmp_path / "peak.json")])
+    written = json.loads((tmp_path / "peak.json").read_text())
+    assert set(written["gflops"]) == {"torch", "tensorflow", "jax"}
+    assert written["peak_gflops"] == max(written["gflops"].values()) > 0
+    assert json.loads(capsys.readouterr().out) == written
