@@ -56,7 +56,9 @@ def test_pretrain_writes_the_run_and_train_fine_tunes_its_encoder(tmp_path, caps
 def test_bad_runs_end_in_one_error_line_before_anything_is_written(tmp_path, capsys):
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
+    two = write_image_folder(tmp_path / "two", per_class=1, size=40, classes={"a": (1, 2, 3), "b": (4, 5, 6)})
     cases = [
+        ([str(two), "--batch-size", "4"], "The 2 images make no whole batch of 4; lower --batch-size."),
         ([str(tmp_path / "missing")], "is not a folder; expected a folder of images"),
         ([str(empty)], "No images (.bmp, .gif, .jpeg, .jpg, .png) found anywhere under"),
         ([str(empty), "--image-size", "80"], "image_size must be a multiple of 32"),

@@ -155,6 +155,8 @@ def pretrain(config, output="pretrain-output", *, resume=False, verbose="auto", 
 
     config.check()
     files = scan_unlabelled_folder(config.data_dir)
+    if len(files) < config.batch_size:
+        raise ValueError(f"The {len(files)} images make no whole batch of {config.batch_size}; lower --batch-size.")
     output = Path(output)
     done = check_run_folder(output, config, resume, CONFIG_FILE)
     if resume and done == 0 and len(read_history(output / "history.csv")) >= config.epochs and (output / ENCODER_WEIGHTS).exists():
