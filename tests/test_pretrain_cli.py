@@ -94,5 +94,5 @@ def test_the_digits_experiment_reports_both_classifiers_on_the_held_out_split(tm
                  "--json", str(tmp_path / "result.json")]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["labelled"] == 70 and result["held_out"] == 359 and len(result["pretraining_loss"]) == 1
-    for key in ("scratch_accuracy", "pretrained_accuracy"):
+    for key in ("scratch_accuracy", "scratch_layer_decay_accuracy", "pretrained_accuracy"):
         assert len(result[key]) == 3 and all(0.0 <= value <= 1.0 for value in result[key])
