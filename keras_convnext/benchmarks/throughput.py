@@ -362,9 +362,11 @@ def summarize(seconds, batch_size, ours="keras_convnext"):
     return {"images_per_second": images_per_second, "ratios": ratios}
 
 
-def run_benchmark(variant="convnext_tiny", modes=MODES, batch_size=8, image_size=224, dtype="float32", rounds=10,
-                  warmup=2, baselines=("keras_applications", "torch_eager"), optimized=True, jit_compile="auto"):
-    """Benchmarks ``variant`` in each mode against the baselines; returns a JSON-ready dict.
+def run_benchmark(variant="convnext_tiny", modes=("inference", "training"), batch_size=8, image_size=224,
+                  dtype="float32", rounds=10, warmup=2, baselines=("keras_applications", "torch_eager"), optimized=True,
+                  jit_compile="auto"):
+    """Benchmarks ``variant`` in each mode (of ``MODES``; ``pretraining`` needs a ConvNeXt-V2 and images of at least
+    64 pixels) against the baselines; returns a JSON-ready dict.
 
     Example:
         >>> result = run_benchmark("convnext_atto", ("inference",), 2, 64, rounds=3)  # a minute  # doctest: +SKIP

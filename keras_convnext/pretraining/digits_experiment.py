@@ -42,7 +42,7 @@ def _classifier_accuracy(variant, image_size, weights_model, layer_decay, images
     if weights_model is not None:
         slots = model_slots(model)
         for key, variable in model_slots(weights_model).items():
-            slots[key].assign(variable)
+            slots[key].assign(keras.ops.convert_to_numpy(variable))  # a copy: JAX fits donate their arrays
     batch_size = 32
     total_steps = epochs * -(-len(train) // batch_size)
     model.compile(

@@ -268,7 +268,7 @@ def encoder_for_fine_tuning(model, variant):
     pooled = create_model(variant, include_top=False, pooling="avg", input_shape=model.encoder.input_shape[1:])
     slots = model_slots(pooled)
     for variable in model.encoder.weights:
-        slots[canonical_key(variable.path)].assign(variable)
+        slots[canonical_key(variable.path)].assign(keras.ops.convert_to_numpy(variable))  # a copy, not a shared array
     return pooled
 
 
