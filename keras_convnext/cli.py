@@ -177,6 +177,14 @@ def _bench(args):
     return 0
 
 
+def _add_run_flags(parser):
+    """``--resume``, ``--verbose`` and ``--join-timeout``: what ``train`` and ``pretrain`` runs share."""
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
+    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity (1: progress bar)")
+    parser.add_argument("--join-timeout", type=positive_int, default=300, metavar="SECONDS",
+                        help="torch with --devices: how long each process waits for the others to join")
+
+
 def build_parser():
     """The argument parser of ``keras-convnext``, one sub-command per task.
 
@@ -215,10 +223,7 @@ def build_parser():
     )
     add_config_arguments(train, TrainConfig)
     add_output(train, "train-output", help="folder for weights, model, history and plots")
-    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
-    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity (1: progress bar)")
-    train.add_argument("--join-timeout", type=positive_int, default=300, metavar="SECONDS",
-                       help="torch with --devices: how long each process waits for the others to join")
+    _add_run_flags(train)
     train.set_defaults(run=_train)
 
     pretrain = add_command(
@@ -226,10 +231,7 @@ def build_parser():
     )
     add_config_arguments(pretrain, PretrainConfig)
     add_output(pretrain, "pretrain-output", help="folder for the encoder, the whole FCMAE, history and figures")
-    pretrain.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
-    pretrain.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1, help="Keras fit verbosity")
-    pretrain.add_argument("--join-timeout", type=positive_int, default=300, metavar="SECONDS",
-                          help="torch with --devices: how long each process waits for the others to join")
+    _add_run_flags(pretrain)
     pretrain.set_defaults(run=_pretrain)
 
     pretrain_demo = add_command(

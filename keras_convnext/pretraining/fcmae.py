@@ -271,9 +271,8 @@ class FCMAE(keras.Model):
             >>> float(model.reconstruction_loss(images, mask))  # doctest: +SKIP
             0.93
         """
-        outputs = {"predictions": self.reconstruct(images, mask), "mask": ops.convert_to_tensor(mask, "float32")}
-        return masked_patch_loss(self.patch_targets(ops.convert_to_tensor(images)), outputs["predictions"],
-                                 outputs["mask"], self.norm_pix_loss)
+        images = ops.convert_to_tensor(images)
+        return masked_patch_loss(self.patch_targets(images), self.reconstruct(images, mask), mask, self.norm_pix_loss)
 
     def get_config(self):
         return {

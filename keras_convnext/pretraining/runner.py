@@ -13,7 +13,14 @@ from keras_convnext.atomic_files import write_text_atomically
 from keras_convnext.training.backup import AtomicBackupAndRestore
 from keras_convnext.training.history import HistoryCSV, read_history
 from keras_convnext.training.run_lock import exclusive_run
-from keras_convnext.training.trainer import MIXED_PRECISION, _field, check_run_folder
+from keras_convnext.training.trainer import (
+    MIXED_PRECISION,
+    _field,
+    check_positive_integers,
+    check_run_folder,
+    devices_field,
+    mixed_precision_field,
+)
 
 CONFIG_FILE = "pretrain_config.json"
 ENCODER_WEIGHTS = "encoder.weights.h5"
@@ -48,15 +55,9 @@ class PretrainConfig:
     decoder_dim: int = _field(512, "decoder width", positive=True)
     decoder_depth: int = _field(1, "decoder blocks", positive=True)
     norm_pix_loss: bool = _field(True, "predict raw pixels instead of per-patch normalised ones", flag="--no-norm-pix-loss")
-    mixed_precision: str | None = _field(
-        None, "mixed precision (default when given: mixed_bfloat16)",
-        choices=["mixed_bfloat16", "mixed_float16"], const="mixed_bfloat16",
-    )
+    mixed_precision: str | None = mixed_precision_field()
     seed: int = _field(0, "random seed of the order, crops, masks and initialisation")
-    devices: str | None = _field(
-        None, "data parallel over 'all' local devices or a number of them; --batch-size is then the global batch "
-        "(torch: one process per device, started here or by torchrun)"
-    )
+    devices: str | None = devices_field()
 
     def check(self):
         """Raises ``ValueError`` naming the first bad field.
@@ -69,10 +70,7 @@ class PretrainConfig:
         from keras_convnext.applications import get_variant
 
         get_variant(self.variant)
-        for name in ("epochs", "batch_size", "image_size", "decoder_dim", "decoder_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        check_positive_integers(self, ("epochs", "batch_size", "image_size", "decoder_dim", "decoder_depth"))
         if self.image_size % 32:
             raise ValueError(
                 f"image_size must be a multiple of 32 (one mask bit per 32-pixel patch); got {self.image_size}."
@@ -191,9 +189,7 @@ def _process_files(files, batch_size, setup):
     ``process_count``-th one from its rank on, cut to the same number of whole batches in every process."""
     from keras_convnext.training.trainer import check_global_batch
 
-    steps = len(files) // batch_size
-    if steps == 0:
-        raise ValueError(f"The {len(files)} images make no whole batch of {batch_size}; lower --batch-size.")
+    steps = len(files) // batch_size  # at least 1: pretrain() refused fewer images than a batch
     if setup is None:
         return files, batch_size, steps
     check_global_batch(batch_size, len(setup.devices) if not setup.feeds_own_shard else setup.process_count)

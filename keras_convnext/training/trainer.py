@@ -30,6 +30,34 @@ def _field(default, help, **flag):
     return dataclasses.field(default=default, metadata={"help": help, **flag})
 
 
+def mixed_precision_field():
+    """The ``--mixed-precision`` field that ``TrainConfig`` and ``PretrainConfig`` share."""
+    return _field(None, "mixed precision (default when given: mixed_bfloat16)",
+                  choices=["mixed_bfloat16", "mixed_float16"], const="mixed_bfloat16")
+
+
+def devices_field():
+    """The ``--devices`` field that ``TrainConfig`` and ``PretrainConfig`` share."""
+    return _field(
+        None, "data parallel over 'all' local devices or a number of them; --batch-size is then the global batch "
+        "(torch: one process per device, started here or by torchrun)"
+    )
+
+
+def check_positive_integers(config, names):
+    """Raises ``ValueError`` naming the first of ``config``'s fields ``names`` that is not a positive integer.
+
+    Example:
+        >>> check_positive_integers(TrainConfig(data_dir="d", epochs=0), ("epochs",))
+        Traceback (most recent call last):
+        ValueError: epochs must be a positive integer; got 0.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``train_config.json`` so that ``--resume`` can check it.
@@ -62,10 +90,7 @@ class TrainConfig:
     warmup_fraction: float = _field(0.1, "fraction of the steps spent warming the learning rate up")
     ema: bool = _field(False, "keep an EMA of the weights; validate and save it")
     ema_momentum: float = _field(0.999, "the EMA's momentum")
-    mixed_precision: str | None = _field(
-        None, "mixed precision (default when given: mixed_bfloat16)",
-        choices=["mixed_bfloat16", "mixed_float16"], const="mixed_bfloat16",
-    )
+    mixed_precision: str | None = mixed_precision_field()
     drop_path_rate: float | None = _field(None, "stochastic depth (default: the variant's recipe value)", flag="--drop-path")
     label_smoothing: float = _field(0.1, "label smoothing of the cross-entropy")
     mixup: float = _field(0.0, "MixUp alpha (0 = off; the recipe uses 0.8 from scratch)")
@@ -74,10 +99,7 @@ class TrainConfig:
     random_erasing: float = _field(0.25, "RandomErasing probability (0 = off)")
     validation_split: float = _field(0.2, "fraction of the images held out for validation")
     seed: int = _field(0, "random seed of the split, the augmentation and the initialisation")
-    devices: str | None = _field(
-        None, "data parallel over 'all' local devices or a number of them; --batch-size is then the global batch "
-        "(torch: one process per device, started here or by torchrun)"
-    )
+    devices: str | None = devices_field()
 
     def check(self):
         """Raises ``ValueError`` naming the first bad field.
@@ -90,10 +112,7 @@ class TrainConfig:
         from keras_convnext.applications import get_variant
 
         get_variant(self.variant)
-        for name in ("epochs", "batch_size", "image_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        check_positive_integers(self, ("epochs", "batch_size", "image_size"))
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32 (ConvNeXt downsamples by 32); got {self.image_size}.")
         if self.mixed_precision not in MIXED_PRECISION:
