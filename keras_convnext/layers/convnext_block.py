@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 from keras_convnext.layers.depthwise_conv import DepthwiseConv
-from keras_convnext.layers import torch_onednn_block
+from keras_convnext.layers import jax_cpu_gradients, torch_onednn_block
 from keras_convnext.layers.fast_paths import fast_path, is_plain_kernel_layer, torch_functional
 from keras_convnext.layers.global_response_norm import GlobalResponseNorm
 from keras_convnext.layers.initializers import kernel_initializer
@@ -26,8 +26,11 @@ def exact_gelu(x):
         >>> [round(float(v), 4) for v in keras.ops.convert_to_numpy(exact_gelu(np.array([0.0, 1.0])))]
         [0.0, 0.8413]
     """
-    if fast_path("gelu") == "backend_gelu":
+    path = fast_path("gelu")
+    if path == "backend_gelu":
         return keras.activations.gelu(x, approximate=False)
+    if path == "jax_cpu_gradient":
+        return jax_cpu_gradients.gelu_with_cpu_gradient(x)
     return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
 
 
@@ -182,10 +185,13 @@ class ConvNeXtBlock(keras.layers.Layer):
         return inputs + self.drop_path(x, training=training)
 
     def _pointwise(self, dense, x):
-        if is_plain_kernel_layer(dense) and fast_path("dense") == "torch_linear":
-            kernel = ops.cast(dense.kernel, self.compute_dtype)
-            return torch_functional.linear(x, kernel.T, ops.cast(dense.bias, self.compute_dtype))
-        return dense(x)
+        path = fast_path("dense") if is_plain_kernel_layer(dense) else "portable"
+        if path == "portable" or (path == "jax_cpu_gradient" and None in x.shape):
+            return dense(x)
+        kernel, bias = ops.cast(dense.kernel, self.compute_dtype), ops.cast(dense.bias, self.compute_dtype)
+        if path == "torch_linear":
+            return torch_functional.linear(x, kernel.T, bias)
+        return jax_cpu_gradients.dense_with_cpu_gradient(x, kernel, bias)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -38,12 +38,56 @@ def shift_and_add_depthwise(inputs, kernel, data_format="channels_last"):
     return total
 
 
+def depthwise_kernel_gradient(inputs, output_gradient, kernel_size, data_format="channels_last"):
+    """The gradient of a stride-1, "same" depthwise convolution with respect to its ``(k, k, C, 1)`` kernel, in JAX.
+
+    Each kernel tap is a multiply-reduce of the input, shifted by the tap, with the output gradient. Summing all
+    ``k * k`` taps one output row at a time (a ``lax.scan`` over images and rows) keeps the ``k`` input rows
+    and the gradient row in cache across the taps; as ``k * k`` passes over whole tensors (autodiff's
+    order) the same sums ran 3-8x slower on XLA:CPU.
+
+    Example:
+        >>> import numpy as np  # JAX only  # doctest: +SKIP
+        >>> x = g = np.ones((1, 5, 5, 2), "float32")  # doctest: +SKIP
+        >>> depthwise_kernel_gradient(x, g, 3)[1, 1, :, 0].tolist()  # the centre tap sums x * g  # doctest: +SKIP
+        [25.0, 25.0]
+    """
+    import jax
+    import jax.numpy as jnp
+
+    pad = kernel_size // 2
+    channels_last = data_format == "channels_last"
+    if channels_last:
+        batch, height, width, channels = inputs.shape
+        padded = jnp.pad(inputs, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    else:
+        batch, channels, height, width = inputs.shape
+        padded = jnp.pad(inputs, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+    offsets = [(i, j) for i in range(kernel_size) for j in range(kernel_size)]
+
+    def add_row(total, index):
+        image, row = index // height, index % height
+        if channels_last:  # rows of (width, channels)
+            window = jax.lax.dynamic_slice(padded, (image, row, 0, 0), (1, kernel_size, width + 2 * pad, channels))[0]
+            grad_row = jax.lax.dynamic_slice(output_gradient, (image, row, 0, 0), (1, 1, width, channels))[0, 0]
+            taps = [(window[i, j : j + width] * grad_row).sum(axis=0, dtype="float32") for i, j in offsets]
+            return total + jnp.stack(taps), None
+        window = jax.lax.dynamic_slice(padded, (image, 0, row, 0), (1, channels, kernel_size, width + 2 * pad))[0]
+        grad_row = jax.lax.dynamic_slice(output_gradient, (image, 0, row, 0), (1, channels, 1, width))[0, :, 0]
+        taps = [(window[:, i, j : j + width] * grad_row).sum(axis=1, dtype="float32") for i, j in offsets]
+        return total + jnp.stack(taps), None
+
+    zeros = jnp.zeros((kernel_size * kernel_size, channels), "float32")
+    total, _ = jax.lax.scan(add_row, zeros, jnp.arange(batch * height))
+    return total.reshape(kernel_size, kernel_size, channels, 1)
+
+
 def shift_and_add_with_fast_gradient(inputs, kernel, data_format="channels_last"):
-    """``shift_and_add_depthwise`` with a hand-written JAX gradient, ~2x faster to differentiate on CPU.
+    """``shift_and_add_depthwise`` with a hand-written JAX gradient, several times faster to differentiate on CPU.
 
     The input gradient is the same convolution of the output gradient with the kernel flipped (one fused pass, where
-    autodiff emits pads and slices); the kernel gradient is summed image by image (``lax.map``), so that each
-    image's 49 multiply-reduce passes run on data still in cache.
+    autodiff emits pads and slices); the kernel gradient is ``depthwise_kernel_gradient``.
 
     Example:
         >>> import jax, numpy as np  # JAX only  # doctest: +SKIP
@@ -63,13 +107,7 @@ def shift_and_add_with_fast_gradient(inputs, kernel, data_format="channels_last"
     def backward(saved, grad):
         x, k = saved
         grad_x = shift_and_add_depthwise(grad, k[::-1, ::-1], data_format)
-
-        def one_image(pair):
-            image, image_grad = pair
-            _, pullback = jax.vjp(lambda kk: shift_and_add_depthwise(image[None], kk, data_format), k)
-            return pullback(image_grad[None])[0].astype("float32")
-
-        grad_k = jax.lax.map(one_image, (x, grad)).sum(axis=0).astype(k.dtype)
+        grad_k = depthwise_kernel_gradient(x, grad, k.shape[0], data_format).astype(k.dtype)
         return grad_x, grad_k
 
     convolve.defvjp(forward, backward)

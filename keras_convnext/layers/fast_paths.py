@@ -6,13 +6,16 @@ and is tested against it; it exists because the portable code is slow on that ba
 - ``depthwise``: JAX on CPU runs a grouped convolution one group at a time (``"shift_and_add"`` instead, with a
   gradient written for the CPU); torch gets its bias fused into ``F.conv2d`` (``"torch_conv2d"``).
   ``"shift_and_add_autodiff"`` (JAX, never chosen by default) is the same forward with JAX's own gradient, for
-  accelerators, where the CPU gradient's loop over images would serialise.
-- ``layer_norm``: torch's fused ``F.layer_norm`` (``"torch_layer_norm"``) instead of ten elementwise passes.
-- ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused.
+  accelerators, where the CPU gradient's loop over image rows would serialise.
+- ``layer_norm``: torch's fused ``F.layer_norm`` (``"torch_layer_norm"``) instead of ten elementwise passes; on JAX
+  on CPU the portable forward with a hand-written gradient (``"jax_cpu_gradient"``, see ``jax_cpu_gradients``).
+- ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused; on JAX on CPU the
+  block's pointwise layers and LayerScale with hand-written gradients (``"jax_cpu_gradient"``).
 - ``fused_mlp``: in torch inference on CPU, the block's MLP as two oneDNN kernels with GELU, LayerScale and the
   residual add fused in (``"torch_onednn"``; see ``torch_onednn_block``).
-- ``gelu``: JAX's and torch's own exact GELU (``"backend_gelu"``). The portable one is ``x/2 * (1 + erf(x/√2))``,
-  which TensorFlow keeps: its own exact GELU uses Erfc, which ONNX lacks, so tf2onnx exports would not load.
+- ``gelu``: JAX's and torch's own exact GELU (``"backend_gelu"``); on JAX on CPU with its derivative written out
+  (``"jax_cpu_gradient"``). The portable one is ``x/2 * (1 + erf(x/√2))``, which TensorFlow keeps: its own exact
+  GELU uses Erfc, which ONNX lacks, so tf2onnx exports would not load.
 
 The choice is made once per process (on torch at import, elsewhere the first time a layer asks), and read
 from a dict after that: no imports, probes or backend queries run inside a layer's ``call``, so ``torch.compile``
@@ -40,7 +43,9 @@ OVERRIDE_VARIABLE = "KERAS_CONVNEXT_FAST_PATHS"
 BACKEND_PATHS = {
     "torch": {"depthwise": ("torch_conv2d",), "layer_norm": ("torch_layer_norm",), "dense": ("torch_linear",),
               "fused_mlp": ("torch_onednn",), "gelu": ("backend_gelu",)},
-    "jax": {"depthwise": ("shift_and_add", "shift_and_add_autodiff"), "gelu": ("backend_gelu",)},
+    "jax": {"depthwise": ("shift_and_add", "shift_and_add_autodiff"), "dense": ("jax_cpu_gradient",),
+            "layer_norm": ("jax_cpu_gradient",),
+            "gelu": ("backend_gelu", "jax_cpu_gradient")},
 }
 _OVERRIDES = []
 _CHOSEN = {}
@@ -173,7 +178,11 @@ def _choose_for_this_process():
     elif backend == "jax":
         import jax
 
-        chosen.update(gelu="backend_gelu", depthwise="shift_and_add" if jax.default_backend() == "cpu" else "portable")
+        if jax.default_backend() == "cpu":
+            chosen.update(depthwise="shift_and_add", dense="jax_cpu_gradient", gelu="jax_cpu_gradient",
+                          layer_norm="jax_cpu_gradient")
+        else:
+            chosen.update(gelu="backend_gelu")
     if os.environ.get(OVERRIDE_VARIABLE):
         overrides = parse_overrides(os.environ[OVERRIDE_VARIABLE], backend)
         if overrides.get("fused_mlp") == "torch_onednn" and not onednn:

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
+from keras_convnext.layers import jax_cpu_gradients
 from keras_convnext.layers.fast_paths import fast_path, torch_functional
 
 
@@ -68,8 +69,12 @@ class LayerNorm(keras.layers.Layer):
         x = ops.cast(inputs, "float32")
         gamma = ops.cast(self.gamma, "float32") if self.affine else None
         beta = ops.cast(self.beta, "float32") if self.affine and self.has_shift else None
-        if type(self) is LayerNorm and self.axis == -1 and fast_path("layer_norm") == "torch_layer_norm":
+        path = fast_path("layer_norm") if type(self) is LayerNorm and self.axis == -1 else "portable"
+        if path == "torch_layer_norm":
             return ops.cast(torch_functional.layer_norm(x, (x.shape[-1],), gamma, beta, self.epsilon), self.compute_dtype)
+        if path == "jax_cpu_gradient" and self.affine and None not in x.shape:
+            normalized = jax_cpu_gradients.layer_norm_with_cpu_gradient(x, gamma, beta, self.epsilon)
+            return ops.cast(normalized, self.compute_dtype)
         x = self.normalize(x)
         if self.affine:
             rank = len(inputs.shape)

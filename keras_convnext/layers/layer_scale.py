@@ -3,7 +3,9 @@
 import keras
 from keras import ops
 
+from keras_convnext.layers import jax_cpu_gradients
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
+from keras_convnext.layers.fast_paths import fast_path
 
 
 @keras.saving.register_keras_serializable(package="keras_convnext")
@@ -36,6 +38,8 @@ class LayerScale(keras.layers.Layer):
 
     def call(self, inputs):
         gamma = ops.cast(self.gamma, self.compute_dtype)
+        if self.axis == -1 and fast_path("dense") == "jax_cpu_gradient" and None not in inputs.shape:
+            return jax_cpu_gradients.channel_scale_with_cpu_gradient(inputs, gamma)
         if self.axis != -1:
             gamma = ops.reshape(gamma, (-1,) + (1,) * (len(inputs.shape) - 2))
         return inputs * gamma
