@@ -440,7 +440,8 @@ def machine_description():
             cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    description = {"cpu": cpu, "cpu_count": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+    description = {"cpu": cpu, "cpu_count": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                   "keras_convnext_commit": source_commit()}
     try:
         import torch
 
@@ -449,10 +450,34 @@ def machine_description():
             description["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
         pass
-    import keras
+    import importlib.metadata
 
-    description["keras"] = keras.__version__
+    for package in ("keras", "jax", "tensorflow-cpu", "tensorflow", "timm", "onnxruntime", "openvino"):
+        try:
+            description[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return description
+
+
+def source_commit():
+    """The git commit this package's source is at (``+dirty`` with uncommitted changes), or ``None`` outside git.
+
+    Example:
+        >>> source_commit() is None or len(source_commit().split("+")[0]) == 40
+        True
+    """
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def format_report(result):
