@@ -34,6 +34,9 @@ $(BENCH_STAMP): pyproject.toml constraints.txt
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
 	grep -v '^torch==' constraints.txt > $(BENCH_VENV)/constraints.txt
 	$(BENCH_VENV)/bin/pip install --quiet --constraint $(BENCH_VENV)/constraints.txt $(BENCH_TORCH) --editable ".[test,openvino]"
+	# The registry's torch is a CUDA build that brings Triton, whose import segfaults in a process that has loaded
+	# TensorFlow or JAX; the CPU benchmarks never use it.
+	$(BENCH_VENV)/bin/pip uninstall --quiet --yes triton
 	touch $@
 
 # BENCHMARKS.md's GPU checks (a CUDA machine with keras, torch, timm and jax): one weight file on GPU vs CPU, then

@@ -13,7 +13,8 @@ and in training (AdamW, cross-entropy):
 
 - ``keras_train``: ``model.train_on_batch`` with ``jit_compile=True``;
 - ``step`` / ``step+<option>`` / ``step+shift_and_add``: one jitted ``stateless_call`` + ``value_and_grad`` +
-  ``AdamW.stateless_apply`` step with its buffers donated, as Keras' trainer does, with the same options.
+  ``AdamW.stateless_apply`` step with its buffers donated, as Keras' trainer does, with the same options;
+- ``step+hand_written_gradients``: the step with the CPU's hand-written GELU, pointwise and LayerNorm gradients.
 
 Under ``KERAS_BACKEND=torch`` the candidates are this package through ``compile_for_inference`` (inference) and
 ``model.compile(jit_compile=True)`` + ``train_on_batch`` (training). Baselines on both: timm eager and timm
@@ -49,6 +50,8 @@ JAX_XLA_OPTIONS = (
     ("xla_gpu_enable_triton_gemm", False),
 )
 TOP_KERNELS = 15
+# The CPU's hand-written gradients (``jax_cpu_gradients``), tried on the GPU as one more training candidate.
+HAND_WRITTEN_GRADIENTS = dict.fromkeys(("dense", "gelu", "layer_norm"), "jax_cpu_gradient")
 
 
 def _options_label(options):
@@ -176,7 +179,7 @@ def _jax_inference_candidates(model, images, options_list):
     return candidates
 
 
-def _jax_training_step(model, images, labels, options=None, depthwise=None):
+def _jax_training_step(model, images, labels, options=None, paths=None):
     """One jitted AdamW step on ``model``'s own state copy, buffers donated; returns ``step()``."""
     import jax
     import keras
@@ -204,7 +207,7 @@ def _jax_training_step(model, images, labels, options=None, depthwise=None):
         [jax.numpy.array(variable.value) for variable in optimizer.variables],
     )]
     images, labels = jax.numpy.asarray(images), jax.numpy.asarray(labels)
-    with use_fast_paths(**({"depthwise": depthwise} if depthwise else {})):
+    with use_fast_paths(**(paths or {})):
         executable = jax.jit(train_step, donate_argnums=0).lower(state[0], images, labels).compile(options or None)
 
     def step():
@@ -234,7 +237,9 @@ def _jax_training_candidates(model, images, labels, options_list):
         candidates.append((f"step+{_options_label(options)}", f"the step with compiler_options {options}",
                            lambda options=options: _jax_training_step(model, images, labels, options)))
     candidates.append(("step+shift_and_add", "the step with depthwise=shift_and_add_autodiff",
-                       lambda: _jax_training_step(model, images, labels, depthwise="shift_and_add_autodiff")))
+                       lambda: _jax_training_step(model, images, labels, paths={"depthwise": "shift_and_add_autodiff"})))
+    candidates.append(("step+hand_written_gradients", f"the step with {HAND_WRITTEN_GRADIENTS}",
+                       lambda: _jax_training_step(model, images, labels, paths=HAND_WRITTEN_GRADIENTS)))
     return candidates
 
 
