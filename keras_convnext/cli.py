@@ -133,11 +133,15 @@ def _convert(args):
 
 
 def _export(args):
+    if args.format != "litert" and (args.quantize != "float32" or args.calibration_images is not None):
+        raise ValueError(f"--quantize and --calibration-images are LiteRT options; --format {args.format} writes "
+                         "float32 (use --format litert).")
     if args.format == "litert":
         from keras_convnext.export.litert import export_litert
 
         path = export_litert(args.model, args.out_dir, variant=args.variant, classes=args.classes,
-                             image_size=args.image_size, quantization=args.quantize)
+                             image_size=args.image_size, quantization=args.quantize,
+                             calibration_images=args.calibration_images)
     elif args.format == "openvino":
         from keras_convnext.export.openvino import export_openvino
 
@@ -274,8 +278,11 @@ def build_parser():
     export.add_argument("out_dir", metavar="OUT_DIR", help="saved_model: writes OUT_DIR/<version>/; onnx: OUT_DIR/model.onnx; "
                         "litert: OUT_DIR/model.tflite (model_<quantization>.tflite); openvino: OUT_DIR/model.xml + .bin")
     export.add_argument("--format", choices=["saved_model", "onnx", "litert", "openvino"], default="saved_model")
-    export.add_argument("--quantize", choices=["float32", "float16", "dynamic_int8"], default="float32",
-                        help="litert: the weights' storage (float16, or dynamic-range int8)")
+    export.add_argument("--quantize", choices=["float32", "float16", "dynamic_int8", "int8"], default="float32",
+                        help="litert: float16 or dynamic-range int8 weights, or int8 weights and activations "
+                             "(with --calibration-images)")
+    export.add_argument("--calibration-images", metavar="DIR", default=None,
+                        help="litert --quantize int8: a folder of images like the model's inputs, to calibrate on")
     add_variant(export, help="the variant of a .weights.h5 without train_config.json beside it")
     export.add_argument("--classes", type=positive_int, default=None, help="classes of a .weights.h5: by default the file's own; another number is refused")
     add_image_size(export, help="input size of a .weights.h5 (default 224)")

@@ -46,24 +46,67 @@ def test_each_quantization_runs_in_the_interpreter_on_builtin_ops(weights_file, 
     model, _ = weights_file
     images = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     expected = model.predict(images, verbose=0)
+    calibration = _image_folder(tmp_path / "calibration", rng.uniform(0, 255, (16, 40, 48, 3)))
     sizes = {}
     for quantization in QUANTIZATIONS:
-        path = export_litert(model, tmp_path, quantization=quantization)
+        path = export_litert(model, tmp_path / "out", quantization=quantization,
+                             calibration_images=calibration if quantization == "int8" else None)
         sizes[quantization] = path.stat().st_size
         interpreter = _interpreter(path)
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
-        assert {"CONV_2D", "DEPTHWISE_CONV_2D", "GELU", "RSQRT"} <= ops, ops
+        assert {"CONV_2D", "DEPTHWISE_CONV_2D", "RSQRT"} <= ops, ops
         got = _run(interpreter, images)
         delta = float(np.abs(got - expected).max()) / float(np.abs(expected).max())
         print(f"{quantization}: {sizes[quantization]} bytes, max |delta| / scale {delta:.1e}")
-        limit = {"float32": 1e-5, "float16": 1e-2, "dynamic_int8": 1e-1}[quantization]
+        limit = {"float32": 1e-5, "float16": 1e-2, "dynamic_int8": 1e-1, "int8": 0.3}[quantization]
         assert delta < limit, (quantization, delta)
-        if quantization != "dynamic_int8":
+        if quantization in ("float32", "float16"):
             np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+        if quantization == "int8":  # integer kernels throughout: every conv and matmul reads int8 activations
+            tensors = interpreter.get_tensor_details()
+            for op in interpreter._get_ops_details():
+                if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
+                    assert tensors[op["inputs"][0]]["dtype"] == np.int8, op
     assert sizes["float16"] < 0.6 * sizes["float32"] and sizes["dynamic_int8"] < 0.4 * sizes["float32"], sizes
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "model_dynamic_int8.tflite",
-                                                          "model_float16.tflite"]
+    assert sizes["int8"] < 0.4 * sizes["float32"], sizes
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "model.tflite", "model_dynamic_int8.tflite", "model_float16.tflite", "model_int8.tflite"]
+
+
+def _image_folder(folder, pixels):
+    """A folder of PNGs (in a sub-folder, as calibration folders may nest) made from ``pixels``."""
+    import PIL.Image
+
+    (folder / "nested").mkdir(parents=True)
+    for index, image in enumerate(pixels):
+        PIL.Image.fromarray(image.astype("uint8")).save(folder / "nested" / f"{index}.png")
+    return folder
+
+
+@pytest.mark.parametrize("calibration", ["missing", "empty", "not_for_float16"])
+def test_int8_without_calibration_images_is_refused_before_writing(weights_file, tmp_path, rng, capsys, calibration):
+    _, weights = weights_file
+    out = tmp_path / "out"
+    args = ["export", str(weights), str(out), "--variant", "convnext_atto", "--classes", "6", "--format", "litert"]
+    if calibration == "missing":
+        expected = "int8 quantization is calibrated on your images: name a folder of them (--calibration-images DIR)"
+        args += ["--quantize", "int8"]
+    elif calibration == "empty":
+        (tmp_path / "empty").mkdir()
+        expected = "No images (.bmp, .gif, .jpeg, .jpg, .png) found anywhere under"
+        args += ["--quantize", "int8", "--calibration-images", str(tmp_path / "empty")]
+    else:
+        expected = "calibration_images is for int8 quantization only; got quantization='float16'"
+        args += ["--quantize", "float16", "--calibration-images", str(_image_folder(tmp_path / "cal", np.zeros((1, 8, 8, 3))))]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("keras-convnext export: error: ") and expected in error[0], error
+    assert not out.exists()
+    assert main(["export", str(weights), str(out), "--variant", "convnext_atto", "--format", "onnx",
+                 "--quantize", "int8"]) == 2
+    assert "--quantize and --calibration-images are LiteRT options" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.large

@@ -461,7 +461,8 @@ def machine_description():
 
 
 def source_commit():
-    """The git commit this package's source is at (``+dirty`` with uncommitted changes), or ``None`` outside git.
+    """The git commit this package's source is at (``+dirty`` with uncommitted changes to the package itself, not
+    counting the benchmark JSON a run writes), or ``None`` outside git.
 
     Example:
         >>> source_commit() is None or len(source_commit().split("+")[0]) == 40
@@ -473,7 +474,8 @@ def source_commit():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--",
+                                 "keras_convnext", "applications", "weights", "pyproject.toml", "constraints.txt"],
                                 capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None

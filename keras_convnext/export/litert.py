@@ -8,7 +8,10 @@ depthwise conv become MEAN / SQUARED_DIFFERENCE / RSQRT, GELU and DEPTHWISE_CONV
 - ``"float32"``: the weights as they are;
 - ``"float16"``: weights stored in float16 (half the file), computed in float32 by XNNPack;
 - ``"dynamic_int8"``: dynamic-range quantization, weights in int8 (about a quarter of the file), activations
-  quantized on the fly by the kernels that support it.
+  quantized on the fly by the kernels that support it;
+- ``"int8"``: full-integer post-training quantization, weights and activations in int8 on ``TFLITE_BUILTINS_INT8``
+  kernels, its activation ranges calibrated on a folder of the user's images (``calibration_images``); the file
+  still takes float pixels and returns float outputs (a quantize op in, a dequantize op out).
 
 Under JAX or PyTorch the model is rebuilt under TensorFlow in a subprocess from its saved file, as for SavedModel.
 """
@@ -21,7 +24,9 @@ import keras
 from keras_convnext.atomic_files import atomic_write_path
 from keras_convnext.trained_model import describe_source, load_source
 
-QUANTIZATIONS = ("float32", "float16", "dynamic_int8")
+QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8")
+# Images the int8 calibration reads at most (TensorFlow's converter documents a few hundred as enough).
+CALIBRATION_LIMIT = 200
 
 
 def litert_file_name(quantization):
@@ -34,32 +39,65 @@ def litert_file_name(quantization):
     return "model.tflite" if quantization == "float32" else f"model_{quantization}.tflite"
 
 
-def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_size=None, quantization="float32"):
+def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_size=None, quantization="float32",
+                  calibration_images=None):
     """Writes ``out_dir/model.tflite`` (``model_<quantization>.tflite`` when quantized) and returns its path.
 
     ``model_or_file`` is what ``export_saved_model`` takes (a model, a ``.keras`` file, a ``.weights.h5`` with its
-    variant, a training run folder). The file is written under a temporary name and renamed once complete; bad
-    arguments are refused before anything is built.
+    variant, a training run folder). ``quantization="int8"`` needs ``calibration_images``, a folder of images like
+    the ones the model will see (any nesting; the first ``CALIBRATION_LIMIT`` in name order are used). The file is
+    written under a temporary name and renamed once complete; bad arguments are refused before anything is built.
 
     Example:
-        >>> export_litert("runs/flowers", "litert/flowers", quantization="float16")  # doctest: +SKIP
-        PosixPath('litert/flowers/model_float16.tflite')
+        >>> export_litert("runs/flowers", "litert/flowers", quantization="int8",
+        ...               calibration_images="flowers/val")  # doctest: +SKIP
+        PosixPath('litert/flowers/model_int8.tflite')
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown LiteRT quantization {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}.")
+    options = {"quantization": quantization}
+    if quantization == "int8":
+        if calibration_images is None:
+            raise ValueError("int8 quantization is calibrated on your images: name a folder of them "
+                             "(--calibration-images DIR).")
+        from keras_convnext.pretraining.unlabelled_images import scan_unlabelled_folder
+
+        options["calibration_files"] = [str(file) for file in scan_unlabelled_folder(calibration_images)]
+        options["calibration_files"] = options["calibration_files"][:CALIBRATION_LIMIT]
+    elif calibration_images is not None:
+        raise ValueError(f"calibration_images is for int8 quantization only; got quantization={quantization!r}.")
     target = Path(out_dir) / litert_file_name(quantization)
     with tempfile.TemporaryDirectory() as scratch:
         spec = describe_source(model_or_file, scratch, variant=variant, classes=classes, image_size=image_size)
         if keras.backend.backend() == "tensorflow":
-            write_litert(spec, target, quantization=quantization)
+            write_litert(spec, target, **options)
         else:
             from keras_convnext.export.tensorflow_process import run_in_tensorflow_process
 
-            run_in_tensorflow_process("litert", spec, target, {"quantization": quantization})
+            run_in_tensorflow_process("litert", spec, target, options)
     return target
 
 
-def write_litert(spec, target, *, quantization="float32"):
+def calibration_batches(files, height, width):
+    """A representative dataset for TensorFlow's converter: each file as one ``(1, height, width, 3)`` float32
+    batch of 0..255 RGB, resized as the model's own input pipeline resizes (bilinear).
+
+    Example:
+        >>> next(iter(calibration_batches(["cat.jpg"], 224, 224)()))[0].shape  # doctest: +SKIP
+        (1, 224, 224, 3)
+    """
+    import tensorflow as tf
+
+    def batches():
+        for file in files:
+            image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+            image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+            yield [image[tf.newaxis].numpy()]
+
+    return batches
+
+
+def write_litert(spec, target, *, quantization="float32", calibration_files=None):
     """Builds the model of ``spec`` under the TensorFlow backend and writes its LiteRT file to ``target``.
 
     Example:
@@ -82,6 +120,9 @@ def write_litert(spec, target, *, quantization="float32"):
     converter_settings = {"target_spec": target_spec}
     if quantization != "float32":
         converter_settings["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantization == "int8":  # every op an int8 kernel, or the conversion fails (no float fallback)
+        target_spec["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter_settings["representative_dataset"] = calibration_batches(calibration_files, height, width)
     signature = [tf.TensorSpec((1, height, width, channels), tf.float32, name="images")]
     # Keras' own LiteRT exporter (through a SavedModel, which freezes the variables as TensorFlow's converter wants).
     with portable_only(), tempfile.TemporaryDirectory() as scratch:
