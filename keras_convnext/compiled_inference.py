@@ -3,7 +3,7 @@ inductor on torch."""
 
 import keras
 
-from keras_convnext.weight_folding import optimize_for_inference
+from keras_convnext.weight_folding import optimize_for_inference, unfoldable_layers
 
 
 def compile_for_inference(model, *, fold_weights=True, torch_mode=None, tensorflow_xla=None):
@@ -16,7 +16,8 @@ def compile_for_inference(model, *, fold_weights=True, torch_mode=None, tensorfl
       trace with no graph break. ``torch_mode`` is ``torch.compile``'s ``mode`` (``"max-autotune"``, ...).
 
     With ``fold_weights`` (the default) the model first goes through ``optimize_for_inference`` (LayerNorm affines
-    and LayerScale folded into the Dense layers). The first call per input shape compiles; later calls with the
+    and LayerScale folded into the Dense layers), unless it has quantized or LoRA layers (``model.quantize``),
+    which are compiled as they are. The first call per input shape compiles; later calls with the
     same shape run the compiled program. Outputs are backend tensors (``keras.ops.convert_to_numpy`` for NumPy) and
     equal the eager model's to float32 rounding. Later changes to ``model``'s weights are not seen when
     ``fold_weights`` made a copy; compile again after training.
@@ -30,7 +31,7 @@ def compile_for_inference(model, *, fold_weights=True, torch_mode=None, tensorfl
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"compile_for_inference needs a keras.Model; got {type(model).__name__}.")
-    if fold_weights:
+    if fold_weights and not unfoldable_layers(model):
         model = optimize_for_inference(model)
     backend = keras.backend.backend()
     if backend == "tensorflow":

@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_convnext.layer_names import HEAD_DENSE, HEAD_HIDDEN, HEAD_LAYERNORM
 from keras_convnext.layers import ConvNeXtBlock, LayerNorm
+from keras_convnext.layers.fast_paths import is_plain_kernel_layer
 
 
 def _fold_norm_into_dense(norm_weights, dense_weights):
@@ -43,6 +44,19 @@ def _fold_block(block, target):
     _set(target.pointwise_2, [kernel, bias])
 
 
+def unfoldable_layers(model):
+    """Names of ``model``'s Dense and Conv layers whose weights are not plain float kernels (quantized, or with LoRA),
+    which ``optimize_for_inference`` cannot fold.
+
+    Example:
+        >>> import keras_convnext as kc
+        >>> unfoldable_layers(kc.ConvNeXt((1, 1), (8, 16), input_shape=(32, 32, 3), classes=3))
+        []
+    """
+    return [layer.name for layer in model._flatten_layers()
+            if hasattr(layer, "lora_enabled") and not is_plain_kernel_layer(layer)]
+
+
 def optimize_for_inference(model):
     """A new model computing ``model``'s inference outputs with LayerNorm affines and LayerScale folded away.
 
@@ -65,6 +79,13 @@ def optimize_for_inference(model):
     blocks = [layer for layer in model.layers if isinstance(layer, ConvNeXtBlock)]
     if not blocks:
         raise ValueError(f"optimize_for_inference found no ConvNeXtBlock in model {model.name!r}; nothing to fold.")
+    transformed = unfoldable_layers(model)
+    if transformed:
+        raise ValueError(
+            f"optimize_for_inference folds float weights; {len(transformed)} layer(s) of {model.name!r} are quantized "
+            f"or carry LoRA (e.g. {transformed[0]!r}). Fold before model.quantize(...) or enable_lora(...), or run "
+            "the model as it is (compile_for_inference does so by itself)."
+        )
     names = {layer.name for layer in model.layers}
     fold_head = HEAD_LAYERNORM in names and HEAD_DENSE in names
     first_head_dense = HEAD_HIDDEN if HEAD_HIDDEN in names else HEAD_DENSE  # the dense the head's norm feeds

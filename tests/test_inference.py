@@ -167,3 +167,27 @@ def test_importing_the_package_under_jax_turns_ynn_fusion_off_in_a_fresh_process
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "--xla_cpu_experimental_ynn_fusion_type="
+
+
+@pytest.mark.fast_tier_backend("tensorflow")
+def test_keras_int8_quantization_keeps_the_answers_and_compiles_unfolded(recwarn):
+    # model.quantize("int8") quantizes the pointwise and head Dense layers; the fast paths step aside for them, and
+    # compile_for_inference runs such a model as it is (folding needs float kernels: refused with a clear error).
+    model = _model()
+    images = _images(batch=8)
+    expected = model.predict_on_batch(images)
+    folded_first = kc.optimize_for_inference(model)  # the order that folds: fold, then quantize
+    model.quantize("int8")
+    assert model.get_layer("stage_0_block_0").pointwise_1.quantization_mode == "int8"
+    quantized = keras.ops.convert_to_numpy(model.predict_on_batch(images))
+    # A random model's logits are close together, so a near tie may flip; most answers must not.
+    assert np.mean(quantized.argmax(1) == expected.argmax(1)) >= 0.75
+    assert 0 < np.abs(quantized - expected).max() < 0.05 * np.abs(expected).max()
+    with pytest.raises(ValueError, match="optimize_for_inference folds float weights; .* are quantized or carry LoRA"):
+        kc.optimize_for_inference(model)
+    if BACKEND != "torch":  # torch.compile takes minutes on 2 cores; the fold-or-not choice is made before it
+        compiled = keras.ops.convert_to_numpy(kc.compile_for_inference(model)(images))
+        np.testing.assert_allclose(compiled, quantized, atol=1e-5 * np.abs(quantized).max())
+    folded_first.quantize("int8")
+    folded_quantized = keras.ops.convert_to_numpy(folded_first.predict_on_batch(images))
+    assert np.mean(folded_quantized.argmax(1) == expected.argmax(1)) >= 0.75
