@@ -1,4 +1,5 @@
-"""Hand-written JAX gradients for the block's GELU, pointwise layers and LayerNorm, which XLA:CPU runs faster.
+"""Hand-written JAX gradients for the block's GELU, pointwise layers, LayerNorm and LayerScale, which XLA:CPU
+runs faster than autodiff's.
 
 Autodiff's gradients are correct, but XLA:CPU fuses their elementwise parts into the column sums that give the
 bias, ``gamma`` and ``beta`` gradients, and runs such a fused sum over a ``(batch, height, width, channels)``
