@@ -150,7 +150,7 @@ def fast_path(kind):
     """The fast path a layer of ``kind`` takes in this process, or ``"portable"``.
 
     Example:
-        >>> fast_path("layer_norm") in ("torch_layer_norm", "portable")  # the first under KERAS_BACKEND=torch
+        >>> fast_path("fused_mlp") in ("torch_onednn", "portable")  # the first under KERAS_BACKEND=torch on CPU
         True
     """
     _check_kind(kind)
