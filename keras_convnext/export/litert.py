@@ -62,8 +62,8 @@ def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_s
                              "(--calibration-images DIR).")
         from keras_convnext.pretraining.unlabelled_images import scan_unlabelled_folder
 
-        options["calibration_files"] = [str(file) for file in scan_unlabelled_folder(calibration_images)]
-        options["calibration_files"] = options["calibration_files"][:CALIBRATION_LIMIT]
+        files = scan_unlabelled_folder(calibration_images)[:CALIBRATION_LIMIT]
+        options["calibration_files"] = [str(file) for file in files]
     elif calibration_images is not None:
         raise ValueError(f"calibration_images is for int8 quantization only; got quantization={quantization!r}.")
     target = Path(out_dir) / litert_file_name(quantization)

@@ -11,6 +11,12 @@ module chooses them on JAX on a CPU only.
 """
 
 
+def _on_rows(function, x, *arguments):
+    """``function`` of the 2-D ``(positions, channels)`` view of ``x``, reshaped back to ``x``'s leading axes."""
+    outputs = function(x.reshape(-1, x.shape[-1]), *arguments)
+    return outputs.reshape(*x.shape[:-1], outputs.shape[-1])
+
+
 def _column_sums(matrix):
     """``matrix.sum(axis=0)`` as a product with a vector of ones, which XLA cannot turn back into a fused reduce;
     accumulated in float32 and returned in ``matrix``'s dtype."""
@@ -58,9 +64,7 @@ def dense_with_cpu_gradient(inputs, kernel, bias):
         return grad @ w.T, _weight_gradient(x, grad).astype(w.dtype), _column_sums(grad).astype(w.dtype)
 
     dense.defvjp(forward, backward)
-    leading = inputs.shape[:-1]
-    outputs = dense(inputs.reshape(-1, inputs.shape[-1]), kernel, bias)
-    return outputs.reshape(*leading, kernel.shape[1])
+    return _on_rows(dense, inputs, kernel, bias)
 
 
 def gelu_with_cpu_gradient(x):
@@ -133,9 +137,7 @@ def layer_norm_with_cpu_gradient(x, gamma, beta, epsilon):
         return grad_x, _column_sums(grad * normalized), _column_sums(grad)
 
     layer_norm.defvjp(forward, backward)
-    leading = x.shape[:-1]
-    flat = x.reshape(-1, x.shape[-1])
-    return layer_norm(flat, gamma, beta).reshape(*leading, x.shape[-1])
+    return _on_rows(layer_norm, x, gamma, beta)
 
 
 def channel_scale_with_cpu_gradient(x, gamma):
@@ -161,5 +163,4 @@ def channel_scale_with_cpu_gradient(x, gamma):
         return grad * gamma, _column_sums(grad * x)
 
     scale.defvjp(forward, backward)
-    leading = x.shape[:-1]
-    return scale(x.reshape(-1, x.shape[-1]), gamma).reshape(*leading, x.shape[-1])
+    return _on_rows(scale, x, gamma)
