@@ -133,24 +133,16 @@ def _convert(args):
 
 
 def _export(args):
-    if args.format != "litert" and (args.quantize != "float32" or args.calibration_images is not None):
-        raise ValueError(f"--quantize and --calibration-images are LiteRT options; --format {args.format} writes "
-                         "float32 (use --format litert).")
-    if args.format == "litert":
-        from keras_convnext.export.litert import export_litert
+    if args.format == "saved_model" and (args.quantize != "float32" or args.calibration_images is not None):
+        raise ValueError("--quantize and --calibration-images are for --format onnx, litert or openvino; "
+                         "--format saved_model writes float32.")
+    if args.format in ("litert", "openvino", "onnx"):
+        from keras_convnext.export import export_litert, export_onnx, export_openvino
 
-        path = export_litert(args.model, args.out_dir, variant=args.variant, classes=args.classes,
-                             image_size=args.image_size, quantization=args.quantize,
-                             calibration_images=args.calibration_images)
-    elif args.format == "openvino":
-        from keras_convnext.export.openvino import export_openvino
-
-        path = export_openvino(args.model, args.out_dir, variant=args.variant, classes=args.classes,
-                               image_size=args.image_size)
-    elif args.format == "onnx":
-        from keras_convnext.export.onnx import export_onnx
-
-        path = export_onnx(args.model, args.out_dir, variant=args.variant, classes=args.classes, image_size=args.image_size)
+        exporter = {"litert": export_litert, "openvino": export_openvino, "onnx": export_onnx}[args.format]
+        path = exporter(args.model, args.out_dir, variant=args.variant, classes=args.classes,
+                        image_size=args.image_size, quantization=args.quantize,
+                        calibration_images=args.calibration_images)
     else:
         from keras_convnext.export import export_saved_model
 
@@ -279,10 +271,11 @@ def build_parser():
                         "litert: OUT_DIR/model.tflite (model_<quantization>.tflite); openvino: OUT_DIR/model.xml + .bin")
     export.add_argument("--format", choices=["saved_model", "onnx", "litert", "openvino"], default="saved_model")
     export.add_argument("--quantize", choices=["float32", "float16", "dynamic_int8", "int8"], default="float32",
-                        help="litert: float16 or dynamic-range int8 weights, or int8 weights and activations "
-                             "(with --calibration-images)")
+                        help="litert: float16 or dynamic-range int8 weights; onnx: dynamic-range int8; litert, onnx, "
+                             "openvino: int8 weights and activations (with --calibration-images); the file is "
+                             "model_<quantization>.<ext>")
     export.add_argument("--calibration-images", metavar="DIR", default=None,
-                        help="litert --quantize int8: a folder of images like the model's inputs, to calibrate on")
+                        help="--quantize int8: a folder of images like the model's inputs, to calibrate on")
     add_variant(export, help="the variant of a .weights.h5 without train_config.json beside it")
     export.add_argument("--classes", type=positive_int, default=None, help="classes of a .weights.h5: by default the file's own; another number is refused")
     add_image_size(export, help="input size of a .weights.h5 (default 224)")

@@ -1,4 +1,4 @@
-"""Serving: SavedModel for TF Serving and LiteRT from a model trained on any backend, and ONNX.
+"""Serving: SavedModel for TF Serving, LiteRT, ONNX and OpenVINO from a model trained on any backend, float or int8.
 
 Example:
     >>> from keras_convnext.export import export_saved_model
@@ -7,6 +7,7 @@ Example:
 
 from keras_convnext.export.graph_ops import check_standard_ops, saved_model_ops
 from keras_convnext.export.litert import export_litert
+from keras_convnext.export.onnx import export_onnx
 from keras_convnext.export.openvino import export_openvino
 from keras_convnext.export.saved_model import export_saved_model
 from keras_convnext.export.serving_graph import SIGNATURES

@@ -22,11 +22,10 @@ from pathlib import Path
 import keras
 
 from keras_convnext.atomic_files import atomic_write_path
+from keras_convnext.export import calibration
 from keras_convnext.trained_model import describe_source, load_source
 
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8")
-# Images the int8 calibration reads at most (TensorFlow's converter documents a few hundred as enough).
-CALIBRATION_LIMIT = 200
 
 
 def litert_file_name(quantization):
@@ -45,7 +44,7 @@ def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_s
 
     ``model_or_file`` is what ``export_saved_model`` takes (a model, a ``.keras`` file, a ``.weights.h5`` with its
     variant, a training run folder). ``quantization="int8"`` needs ``calibration_images``, a folder of images like
-    the ones the model will see (any nesting; the first ``CALIBRATION_LIMIT`` in name order are used). The file is
+    the ones the model will see (see ``export.calibration``). The file is
     written under a temporary name and renamed once complete; bad arguments are refused before anything is built.
 
     Example:
@@ -55,17 +54,8 @@ def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_s
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown LiteRT quantization {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}.")
-    options = {"quantization": quantization}
-    if quantization == "int8":
-        if calibration_images is None:
-            raise ValueError("int8 quantization is calibrated on your images: name a folder of them "
-                             "(--calibration-images DIR).")
-        from keras_convnext.pretraining.unlabelled_images import scan_unlabelled_folder
-
-        files = scan_unlabelled_folder(calibration_images)[:CALIBRATION_LIMIT]
-        options["calibration_files"] = [str(file) for file in files]
-    elif calibration_images is not None:
-        raise ValueError(f"calibration_images is for int8 quantization only; got quantization={quantization!r}.")
+    options = {"quantization": quantization,
+               "calibration_files": calibration.calibration_files(quantization, calibration_images)}
     target = Path(out_dir) / litert_file_name(quantization)
     with tempfile.TemporaryDirectory() as scratch:
         spec = describe_source(model_or_file, scratch, variant=variant, classes=classes, image_size=image_size)
@@ -76,25 +66,6 @@ def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_s
 
             run_in_tensorflow_process("litert", spec, target, options)
     return target
-
-
-def calibration_batches(files, height, width):
-    """A representative dataset for TensorFlow's converter: each file as one ``(1, height, width, 3)`` float32
-    batch of 0..255 RGB, resized as the model's own input pipeline resizes (bilinear).
-
-    Example:
-        >>> next(iter(calibration_batches(["cat.jpg"], 224, 224)()))[0].shape  # doctest: +SKIP
-        (1, 224, 224, 3)
-    """
-    import tensorflow as tf
-
-    def batches():
-        for file in files:
-            image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
-            image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
-            yield [image[tf.newaxis].numpy()]
-
-    return batches
 
 
 def write_litert(spec, target, *, quantization="float32", calibration_files=None):
@@ -122,7 +93,8 @@ def write_litert(spec, target, *, quantization="float32", calibration_files=None
         converter_settings["optimizations"] = [tf.lite.Optimize.DEFAULT]
     if quantization == "int8":  # every op an int8 kernel, or the conversion fails (no float fallback)
         target_spec["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter_settings["representative_dataset"] = calibration_batches(calibration_files, height, width)
+        converter_settings["representative_dataset"] = lambda: ([batch] for batch in calibration.calibration_batches(
+            calibration_files, height, width))
     signature = [tf.TensorSpec((1, height, width, channels), tf.float32, name="images")]
     # Keras' own LiteRT exporter (through a SavedModel, which freezes the variables as TensorFlow's converter wants).
     with portable_only(), tempfile.TemporaryDirectory() as scratch:
