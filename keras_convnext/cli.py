@@ -298,8 +298,9 @@ def build_parser():
     bench.add_argument("--warmup", type=int, default=2, help="untimed rounds first (compilation happens there)")
     bench.add_argument("--baselines", nargs="*", default=["keras_applications", "torch_eager"],
                        choices=["keras_applications", "torch_eager", "torch_compile", "onnxruntime", "openvino",
-                                "openvino_bf16", "litert"],
-                       help="inference may also run this model exported into a deployment runtime (on the CPU)")
+                                "openvino_bf16", "litert", "onnxruntime_int8", "openvino_int8"],
+                       help="inference may also run this model exported into a deployment runtime (on the CPU; "
+                            "the _int8 ones calibrated on noise, for speed only)")
     bench.add_argument("--no-optimize", action="store_true", help="skip optimize_for_inference for inference")
     bench.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto",
                        help="the Keras models' jit_compile (auto: Keras' choice per backend)")

@@ -194,13 +194,17 @@ def test_gpu_sweep_runs_end_to_end_on_a_cpu(tmp_path, capsys):
     assert "top kernels per step" in capsys.readouterr().out
 
 
-@pytest.mark.large  # four exports of a model and four runtimes (40 s on TensorFlow)
+@pytest.mark.large  # six exports of a model and six runtimes (110 s)
+@pytest.mark.once  # the exports from each backend are tested in test_onnx, test_export_*; the runtimes are the same
 def test_the_deployment_runtimes_run_this_package_s_exports_beside_it():
+    from keras_convnext.benchmarks.throughput import RUNTIMES
+
     result = run_benchmark("convnext_atto", modes=("inference",), batch_size=2, image_size=32, rounds=2, warmup=1,
-                           baselines=("onnxruntime", "openvino", "openvino_bf16", "litert"))
-    _check_result(result, {"onnxruntime", "openvino", "openvino_bf16", "litert"}, modes=("inference",))
+                           baselines=RUNTIMES)
+    _check_result(result, set(RUNTIMES), modes=("inference",))
     described = result["modes"]["inference"]["candidates"]
     assert "(CPU, f32)" in described["openvino"] and "(CPU, bf16)" in described["openvino_bf16"]
+    assert "(CPU, int8)" in described["openvino_int8"] and "--quantize int8" in described["onnxruntime_int8"]
 
 
 @pytest.mark.large  # pretraining's two candidates on a tiny input: the Keras FCMAE step and the PyTorch baseline

@@ -49,6 +49,20 @@ def _inputs(batch_size, image_size, classes, seed=0):
     return images, labels
 
 
+def _noise_images(folder, count, image_size):
+    """``count`` PNGs of uniform noise in ``folder`` (made once), for an int8 file whose speed alone is measured."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, _ = _inputs(count, image_size, 1, seed=1)
+    for index, image in enumerate(images):
+        Image.fromarray(image.astype("uint8")).save(folder / f"{index}.png")
+    return folder
+
+
 def _build_under_policy(dtype, build):
     """``build()`` under the Keras policy for ``dtype`` (``mixed_<dtype>`` unless float32), then the previous one."""
     import keras
@@ -186,14 +200,18 @@ def torch_fcmae_candidate(variant, batch_size, image_size, dtype="float32", comp
     return Candidate(name, f"official FCMAE, dense-masked, {variant} (torch {name[6:]}, {device})", step)
 
 
-RUNTIMES = ("onnxruntime", "openvino", "openvino_bf16", "litert")
+RUNTIMES = ("onnxruntime", "openvino", "openvino_bf16", "litert", "onnxruntime_int8", "openvino_int8")
+# The int8 files' activation ranges come from these many noise images: enough for a file that runs as a calibrated
+# one does (speed only; what int8 costs in answers is ``quantized_accuracy``'s).
+SPEED_CALIBRATION_IMAGES = 8
 
 
 def runtime_candidate(runtime, variant, batch_size, image_size, folder):
     """Inference of ``variant`` exported by this package into a deployment runtime, on the CPU: ``onnxruntime``
     (``export --format onnx``), ``openvino`` (the IR at f32) and ``openvino_bf16`` (OpenVINO's own default on a CPU
-    with native bf16), ``litert`` (the float32 ``.tflite`` with XNNPack, one image per invoke as on a device). The
-    exports go to ``folder``; ``None`` where the runtime is not installed.
+    with native bf16), ``litert`` (the float32 ``.tflite`` with XNNPack, one image per invoke as on a device), and
+    ``onnxruntime_int8`` / ``openvino_int8`` (``export --quantize int8``: the calibrated QDQ ONNX file, and the IR
+    OpenVINO makes of it). The exports go to ``folder``; ``None`` where the runtime is not installed.
 
     Example:
         >>> runtime_candidate("onnxruntime", "convnext_atto", 2, 64, "/tmp/bench").step()  # doctest: +SKIP
@@ -202,33 +220,38 @@ def runtime_candidate(runtime, variant, batch_size, image_size, folder):
 
     from keras_convnext.applications import create_model
 
-    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "openvino_bf16": "openvino",
-              "litert": "tensorflow"}[runtime]
+    module = "tensorflow" if runtime == "litert" else runtime.split("_")[0]
     if importlib.util.find_spec(module) is None:
         return None
     model = create_model(variant, input_shape=(image_size, image_size, 3), classifier_activation=None)
     images, _ = _inputs(batch_size, image_size, 1)
     folder = f"{folder}/{runtime}"
-    if runtime == "onnxruntime":
+    quantization = {}
+    if runtime.endswith("_int8"):
+        quantization = {"quantization": "int8", "calibration_images": _noise_images(
+            f"{folder}/calibration", SPEED_CALIBRATION_IMAGES, image_size)}
+    if runtime.startswith("onnxruntime"):
         import onnxruntime
 
         from keras_convnext.export.onnx import export_onnx
 
-        session = onnxruntime.InferenceSession(str(export_onnx(model, folder)), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(export_onnx(model, folder, **quantization)),
+                                               providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return Candidate(runtime, f"ONNX Runtime {onnxruntime.__version__} (CPU), export --format onnx",
-                         lambda: session.run(None, {name: images}))
+        return Candidate(runtime, f"ONNX Runtime {onnxruntime.__version__} (CPU), export --format onnx"
+                         f"{' --quantize int8' if quantization else ''}", lambda: session.run(None, {name: images}))
     if runtime.startswith("openvino"):
         import openvino
 
         from keras_convnext.export.openvino import export_openvino
 
         precision = "bf16" if runtime == "openvino_bf16" else "f32"
-        compiled = openvino.Core().compile_model(str(export_openvino(model, folder)), "CPU",
+        compiled = openvino.Core().compile_model(str(export_openvino(model, folder, **quantization)), "CPU",
                                                   {"INFERENCE_PRECISION_HINT": precision})
         request = compiled.create_infer_request()
-        return Candidate(runtime, f"OpenVINO {openvino.__version__} (CPU, {precision}), export --format openvino",
-                         lambda: request.infer({0: images}))
+        kind = "int8" if quantization else precision
+        return Candidate(runtime, f"OpenVINO {openvino.__version__} (CPU, {kind}), export --format openvino"
+                         f"{' --quantize int8' if quantization else ''}", lambda: request.infer({0: images}))
     import tensorflow as tf
 
     from keras_convnext.export.litert import export_litert
