@@ -13,9 +13,9 @@ ARCH = {"depths": (1, 1, 1, 1), "dims": (32, 64, 96, 128)}  # pointwise kernels 
 
 
 def _interpreter(path):
-    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter  # LiteRT's own interpreter, the [litert] extra
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))  # ai-edge-litert's Interpreter is the same API
+    interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     return interpreter
 

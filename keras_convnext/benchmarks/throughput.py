@@ -252,12 +252,9 @@ def runtime_candidate(runtime, variant, batch_size, image_size, folder):
         kind = "int8" if quantization else precision
         return Candidate(runtime, f"OpenVINO {openvino.__version__} (CPU, {kind}), export --format openvino"
                          f"{' --quantize int8' if quantization else ''}", lambda: request.infer({0: images}))
-    import tensorflow as tf
+    from keras_convnext.export.litert import export_litert, litert_interpreter
 
-    from keras_convnext.export.litert import export_litert
-
-    interpreter = tf.lite.Interpreter(model_path=str(export_litert(model, folder)))
-    interpreter.allocate_tensors()
+    interpreter = litert_interpreter(export_litert(model, folder))
     (given,), (taken,) = interpreter.get_input_details(), interpreter.get_output_details()
 
     def step():
@@ -266,7 +263,8 @@ def runtime_candidate(runtime, variant, batch_size, image_size, folder):
             interpreter.invoke()
             interpreter.get_tensor(taken["index"])
 
-    return Candidate(runtime, "LiteRT (tf.lite, XNNPack), export --format litert, one image per invoke", step)
+    kind = "ai-edge-litert" if type(interpreter).__module__.startswith("ai_edge_litert") else "tf.lite"
+    return Candidate(runtime, f"LiteRT ({kind}, XNNPack), export --format litert, one image per invoke", step)
 
 
 def _native_torch_model(variant):

@@ -68,6 +68,25 @@ def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_s
     return target
 
 
+def litert_interpreter(path, num_threads=None):
+    """An allocated LiteRT interpreter for the file at ``path``: ai-edge-litert's (``pip install
+    keras-convnext[litert]``), else TensorFlow's ``tf.lite`` (the same API, older kernels).
+
+    Example:
+        >>> litert_interpreter("litert/flowers/model.tflite").get_input_details()[0]["shape"]  # doctest: +SKIP
+        array([  1, 224, 224,   3], dtype=int32)
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
 def write_litert(spec, target, *, quantization="float32", calibration_files=None):
     """Builds the model of ``spec`` under the TensorFlow backend and writes its LiteRT file to ``target``.
 
