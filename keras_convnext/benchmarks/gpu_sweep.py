@@ -9,6 +9,7 @@ Under ``KERAS_BACKEND=jax`` the candidates are, in inference:
   ``jax.jit(...).lower(...).compile``, so every option is timed in the same process, alternating);
 - ``compiled+gelu=backend_gelu``: ``jax.nn.gelu``'s ``erfc`` form instead of the default ``x/2 * (1 + erf(x/√2))``
   (it was the default until the H200 sweep measured it at 0.71x timm ``torch.compile`` against the erf form's 0.98x);
+- ``compiled+depthwise=pallas``: the depthwise conv and its bias as one Pallas kernel (``pallas_depthwise``);
 - ``compiled+shift_and_add``: the depthwise conv as 49 shifted multiply-adds (``shift_and_add_autodiff``);
 
 and in training (AdamW, cross-entropy):
@@ -17,6 +18,7 @@ and in training (AdamW, cross-entropy):
 - ``step`` / ``step+<option>`` / ``step+shift_and_add``: one jitted ``stateless_call`` + ``value_and_grad`` +
   ``AdamW.stateless_apply`` step with its buffers donated, as Keras' trainer does, with the same options;
 - ``step+gelu=backend_gelu``: the step with ``jax.nn.gelu``'s ``erfc`` form;
+- ``step+depthwise=pallas``: the step with the Pallas depthwise kernel (XLA's gradient);
 - ``step+hand_written_gradients``: the step with the CPU's hand-written GELU, pointwise and LayerNorm gradients.
 
 Candidates never measured come before those an earlier lease measured, so a short budget buys new figures.
@@ -175,6 +177,7 @@ def _jax_inference_candidates(model, images, options_list):
 
     candidates = [
         ("compiled", "kc.compile_for_inference (folded)", compiled),
+        ("compiled+depthwise=pallas", "folded, jax.jit, depthwise=pallas", with_options({}, {"depthwise": "pallas"})),
         ("compiled+gelu=backend_gelu", "folded, jax.jit, gelu=backend_gelu (jax.nn.gelu, the erfc form)",
          with_options({}, ERFC_GELU)),
     ]
@@ -246,6 +249,7 @@ def _jax_training_candidates(model, images, labels, options_list):
     candidates = [
         ("keras_train", "model.train_on_batch, jit_compile=True", keras_train),
         ("step", "jax.jit(value_and_grad + AdamW.stateless_apply), donated", step()),
+        ("step+depthwise=pallas", "the step with depthwise=pallas", step(paths={"depthwise": "pallas"})),
         ("step+gelu=backend_gelu", "the step with gelu=backend_gelu (jax.nn.gelu, the erfc form)",
          step(paths=ERFC_GELU)),
         ("step+hand_written_gradients", f"the step with {HAND_WRITTEN_GRADIENTS}", step(paths=HAND_WRITTEN_GRADIENTS)),
@@ -367,7 +371,7 @@ def print_kernels(title, table):
 
 
 # Profiled after timing, by name: the default candidates (and timm torch.compile, where torch.profiler sees it).
-PROFILED = {"jax": ("compiled", "compiled+gelu=backend_gelu", "step", "step+gelu=backend_gelu"),
+PROFILED = {"jax": ("compiled", "compiled+depthwise=pallas", "step", "step+depthwise=pallas"),
             "torch": ("compiled", "keras_train", BASELINE)}
 
 

@@ -6,6 +6,7 @@ from keras import ops
 from keras_convnext.layers.data_format import channel_axis, standardize_data_format
 from keras_convnext.layers.fast_paths import fast_path, torch_functional
 from keras_convnext.layers.initializers import kernel_initializer
+from keras_convnext.layers.pallas_depthwise import pallas_depthwise, runs_in_interpreter
 
 
 def shift_and_add_depthwise(inputs, kernel, data_format="channels_last"):
@@ -158,6 +159,8 @@ class DepthwiseConv(keras.layers.Layer):
         path = fast_path("depthwise")
         if path == "torch_conv2d":
             return self._torch_conv2d(inputs, kernel, bias)
+        if path == "pallas" and self.axis == -1 and None not in inputs.shape[1:]:
+            return pallas_depthwise(inputs, kernel, bias, interpret=runs_in_interpreter())
         if path.startswith("shift_and_add") and None not in inputs.shape[1:]:
             convolve = shift_and_add_with_fast_gradient if path == "shift_and_add" else shift_and_add_depthwise
             x = convolve(inputs, kernel, self.data_format)

@@ -6,7 +6,9 @@ and is tested against it; it exists because the portable code is slow on that ba
 - ``depthwise``: JAX on CPU runs a grouped convolution one group at a time (``"shift_and_add"`` instead, with a
   gradient written for the CPU); torch gets its bias fused into ``F.conv2d`` (``"torch_conv2d"``).
   ``"shift_and_add_autodiff"`` (JAX, never chosen by default) is the same forward with JAX's own gradient, for
-  accelerators, where the CPU gradient's loop over image rows would serialise.
+  accelerators, where the CPU gradient's loop over image rows would serialise. ``"pallas"`` (JAX, never chosen by
+  default, channels-last only) is the conv and its bias as one Pallas kernel for a GPU (``pallas_depthwise``), run
+  by Pallas' interpreter elsewhere.
 - ``layer_norm``: torch's fused ``F.layer_norm`` (``"torch_layer_norm"``) instead of ten elementwise passes; on JAX
   on CPU the portable forward with a hand-written gradient (``"jax_cpu_gradient"``, see ``jax_cpu_gradients``).
 - ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused; on JAX on CPU the
@@ -45,7 +47,7 @@ OVERRIDE_VARIABLE = "KERAS_CONVNEXT_FAST_PATHS"
 BACKEND_PATHS = {
     "torch": {"depthwise": ("torch_conv2d",), "layer_norm": ("torch_layer_norm",), "dense": ("torch_linear",),
               "fused_mlp": ("torch_onednn",), "gelu": ("backend_gelu",)},
-    "jax": {"depthwise": ("shift_and_add", "shift_and_add_autodiff"), "dense": ("jax_cpu_gradient",),
+    "jax": {"depthwise": ("shift_and_add", "shift_and_add_autodiff", "pallas"), "dense": ("jax_cpu_gradient",),
             "layer_norm": ("jax_cpu_gradient",),
             "gelu": ("backend_gelu", "jax_cpu_gradient")},
 }
