@@ -88,6 +88,7 @@ def test_the_recipe_defaults_follow_the_official_pretraining():
 
 
 @pytest.mark.large  # pretrains on the 1438 training digits: a minute or two
+@pytest.mark.once  # the experiment's bookkeeping; FCMAE and fine-tuning on each backend are test_fcmae's and above
 def test_the_digits_experiment_reports_both_classifiers_on_the_held_out_split(tmp_path):
     assert main(["pretrain-demo", "--pretrain-epochs", "1", "--fine-tune-epochs", "1", "--label-fraction", "0.05",
                  "--image-size", "64",
