@@ -55,7 +55,8 @@ def test_ours_and_native_torch_train_on_a_small_input():
     _check_result(result, {"torch_eager"}, modes=("training",))
 
 
-@pytest.mark.large
+@pytest.mark.large  # ConvNeXt-T and keras.applications' own, both modes (100 s per backend)
+@pytest.mark.once  # the candidates' backend-specific steps are test_ours_and_native_torch_* on every backend
 def test_every_candidate_runs_both_modes_on_convnext_tiny():
     result = run_benchmark("convnext_tiny", batch_size=1, image_size=32, rounds=2, warmup=1)
     _check_result(result, {"keras_applications", "torch_eager"})
@@ -208,6 +209,7 @@ def test_the_deployment_runtimes_run_this_package_s_exports_beside_it():
 
 
 @pytest.mark.large  # pretraining's two candidates on a tiny input: the Keras FCMAE step and the PyTorch baseline
+@pytest.mark.once  # the benchmark's wiring; FCMAE's step on every backend is test_fcmae's
 def test_the_pretraining_mode_runs_fcmae_beside_the_pytorch_baseline():
     result = run_benchmark("convnextv2_atto", modes=("pretraining",), batch_size=2, image_size=64, rounds=2, warmup=1,
                            baselines=("torch_eager",))
