@@ -64,6 +64,7 @@ def test_too_small_images_given_to_an_open_size_model_are_refused_and_the_model_
     np.testing.assert_array_equal(model.predict(images, verbose=0), expected)
 
 
+@pytest.mark.fast_tier_backend("tensorflow")  # the rollback's logic; the full tier runs it on every backend
 def test_a_run_that_fails_inside_its_first_step_leaves_every_weight_in_place(open_size_model):
     """Sizes a dataset does not declare are found only inside the step: on JAX, Keras' trainer had taken the weights
     out of the model by then and kept them (every later call: ``'NoneType' object is not callable``)."""

@@ -155,6 +155,7 @@ def test_recipe_optimizer_uses_the_schedule_in_fit():
     assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(1e-3)
 
 
+@pytest.mark.fast_tier_backend("tensorflow")  # Keras' EMA swap; the full tier runs it on every backend
 def test_ema_weights_differ_from_raw_ones_and_swap_in_and_out(tmp_path):
     keras.utils.set_random_seed(0)
     model = _tiny_model()

@@ -194,6 +194,7 @@ def test_the_checkpointed_stages_name_blocks_at_any_depth():
     assert not any(name in names for name in ("stage_1_block_0", "stage_3_block_70", "stage_2_downsample", "stage_2", 2))
 
 
+@pytest.mark.fast_tier_backend("tensorflow")  # the backup's file logic; the full tier runs it on every backend
 def test_the_atomic_backup_resumes_after_its_last_epoch_and_refuses_to_train_one_again(tmp_path, rng):
     images, labels = _batch(rng, n=4)
 
