@@ -1,14 +1,31 @@
-"""The images that full-integer (int8) quantization calibrates its activation ranges on, for every exporter.
+"""What the quantized exports share: the file each quantization writes, and the images that full-integer (int8)
+quantization calibrates its activation ranges on.
 
 A user names a folder of images like the ones the model will see (any nesting); the first ``CALIBRATION_LIMIT`` in
 name order are read, each resized to the model's input size as Keras' own image loader resizes (bilinear), as
 0..255 float32 RGB: the exported files take pixels, their preprocessing inside.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 # Images the int8 calibration reads at most (TensorFlow's converter and ONNX Runtime document a few hundred as enough).
 CALIBRATION_LIMIT = 200
+
+
+def quantized_target(out_dir, file_name, quantization, choices, runtime):
+    """``out_dir/file_name`` for float32, ``out_dir/model_<quantization>.<ext>`` otherwise; ``ValueError`` naming
+    ``runtime``'s ``choices`` for a quantization it does not make.
+
+    Example:
+        >>> quantized_target("out", "model.onnx", "int8", ("float32", "int8"), "ONNX").as_posix()
+        'out/model_int8.onnx'
+    """
+    if quantization not in choices:
+        raise ValueError(f"Unknown {runtime} quantization {quantization!r}; expected one of {', '.join(choices)}.")
+    name = Path(file_name)
+    return Path(out_dir) / (file_name if quantization == "float32" else f"{name.stem}_{quantization}{name.suffix}")
 
 
 def calibration_files(quantization, calibration_images, calibrated=("int8",)):

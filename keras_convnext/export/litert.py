@@ -28,16 +28,6 @@ from keras_convnext.trained_model import describe_source, load_source
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8")
 
 
-def litert_file_name(quantization):
-    """The file ``export_litert`` writes for ``quantization``.
-
-    Example:
-        >>> litert_file_name("float32"), litert_file_name("dynamic_int8")
-        ('model.tflite', 'model_dynamic_int8.tflite')
-    """
-    return "model.tflite" if quantization == "float32" else f"model_{quantization}.tflite"
-
-
 def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_size=None, quantization="float32",
                   calibration_images=None):
     """Writes ``out_dir/model.tflite`` (``model_<quantization>.tflite`` when quantized) and returns its path.
@@ -52,11 +42,9 @@ def export_litert(model_or_file, out_dir, *, variant=None, classes=None, image_s
         ...               calibration_images="flowers/val")  # doctest: +SKIP
         PosixPath('litert/flowers/model_int8.tflite')
     """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"Unknown LiteRT quantization {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}.")
+    target = calibration.quantized_target(out_dir, "model.tflite", quantization, QUANTIZATIONS, "LiteRT")
     options = {"quantization": quantization,
                "calibration_files": calibration.calibration_files(quantization, calibration_images)}
-    target = Path(out_dir) / litert_file_name(quantization)
     with tempfile.TemporaryDirectory() as scratch:
         spec = describe_source(model_or_file, scratch, variant=variant, classes=classes, image_size=image_size)
         if keras.backend.backend() == "tensorflow":

@@ -20,16 +20,6 @@ from keras_convnext.trained_model import describe_source, load_source
 QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
 
 
-def onnx_file_name(quantization):
-    """The file ``export_onnx`` writes for ``quantization``.
-
-    Example:
-        >>> onnx_file_name("float32"), onnx_file_name("int8")
-        ('model.onnx', 'model_int8.onnx')
-    """
-    return "model.onnx" if quantization == "float32" else f"model_{quantization}.onnx"
-
-
 def export_onnx(model_or_file, out_dir, *, variant=None, classes=None, image_size=None, quantization="float32",
                 calibration_images=None):
     """Writes ``out_dir/model.onnx`` (``model_<quantization>.onnx`` when quantized: float32 pixels 0..255 in, the
@@ -47,12 +37,10 @@ def export_onnx(model_or_file, out_dir, *, variant=None, classes=None, image_siz
         ...             calibration_images="flowers/val")  # doctest: +SKIP
         PosixPath('onnx/flowers/model_int8.onnx')
     """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"Unknown ONNX quantization {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}.")
+    target = calibration.quantized_target(out_dir, "model.onnx", quantization, QUANTIZATIONS, "ONNX")
     files = calibration.calibration_files(quantization, calibration_images)
     if quantization != "float32":
         _check_onnxruntime_installed()
-    target = Path(out_dir) / onnx_file_name(quantization)
     with tempfile.TemporaryDirectory() as scratch:
         spec = describe_source(model_or_file, scratch, variant=variant, classes=classes, image_size=image_size)
         model = load_source(spec)

@@ -51,13 +51,11 @@ def export_openvino(model_or_file, out_dir, *, variant=None, classes=None, image
         >>> export_openvino("runs/flowers", "openvino/flowers")  # doctest: +SKIP
         PosixPath('openvino/flowers/model.xml')
     """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"Unknown OpenVINO quantization {quantization!r}; expected one of {', '.join(QUANTIZATIONS)}.")
+    target = calibration.quantized_target(out_dir, "model.xml", quantization, QUANTIZATIONS, "OpenVINO")
     check_openvino_installed()
     if quantization == "int8":
-        return _export_int8(model_or_file, out_dir, variant, classes, image_size, calibration_images)
+        return _export_int8(model_or_file, target, variant, classes, image_size, calibration_images)
     calibration.calibration_files(quantization, calibration_images)  # refuses a folder given for float32
-    target = Path(out_dir) / "model.xml"
     with tempfile.TemporaryDirectory() as scratch:
         spec = describe_source(model_or_file, scratch, variant=variant, classes=classes, image_size=image_size)
         if keras.backend.backend() == "tensorflow":
@@ -89,12 +87,11 @@ def write_openvino(spec, target):
     return target
 
 
-def _export_int8(model_or_file, out_dir, variant, classes, image_size, calibration_images):
+def _export_int8(model_or_file, target, variant, classes, image_size, calibration_images):
     import openvino
 
     from keras_convnext.export.onnx import export_onnx
 
-    target = Path(out_dir) / "model_int8.xml"
     with tempfile.TemporaryDirectory() as scratch:
         onnx_file = export_onnx(model_or_file, scratch, variant=variant, classes=classes, image_size=image_size,
                                 quantization="int8", calibration_images=calibration_images)
