@@ -100,6 +100,10 @@ def openvino_runner(path):
     return lambda image: request.infer({0: image[None].astype("float32")})[compiled.output(0)]
 
 
+def _file_bytes(path):
+    return Path(path).stat().st_size
+
+
 def _ir_bytes(xml):
     return Path(xml).stat().st_size + Path(xml).with_suffix(".bin").stat().st_size
 
@@ -144,25 +148,17 @@ def run_quantized_accuracy(variant="convnext_atto", epochs=10, image_size=32, se
             log(f"{name:>22}: {result}")
 
         held_out_images, held_out_labels = images[held_out], labels[held_out]
-        for quantization in LITERT_QUANTIZATIONS:
-            path = export_litert(demo["weights"], scratch / "litert", variant=variant, classes=10,
-                                 image_size=image_size, quantization=quantization,
-                                 calibration_images=calibration if quantization == "int8" else None)
-            record(f"litert_{quantization}", score(litert_runner(path), held_out_images, held_out_labels, reference,
-                                                   path.stat().st_size))
-        for quantization in ONNX_QUANTIZATIONS:
-            path = export_onnx(demo["weights"], scratch / "onnx", variant=variant, classes=10, image_size=image_size,
-                               quantization=quantization,
-                               calibration_images=calibration if quantization == "int8" else None)
-            record(f"onnxruntime_{quantization}", score(onnxruntime_runner(path), held_out_images, held_out_labels,
-                                                        reference, path.stat().st_size))
+        formats = [("litert", export_litert, LITERT_QUANTIZATIONS, litert_runner, _file_bytes),
+                   ("onnxruntime", export_onnx, ONNX_QUANTIZATIONS, onnxruntime_runner, _file_bytes)]
         if importlib.util.find_spec("openvino"):
-            for quantization in OPENVINO_QUANTIZATIONS:
-                path = export_openvino(demo["weights"], scratch / "openvino", variant=variant, classes=10,
-                                       image_size=image_size, quantization=quantization,
-                                       calibration_images=calibration if quantization == "int8" else None)
-                record(f"openvino_{quantization}", score(openvino_runner(path), held_out_images, held_out_labels,
-                                                         reference, _ir_bytes(path)))
+            formats.append(("openvino", export_openvino, OPENVINO_QUANTIZATIONS, openvino_runner, _ir_bytes))
+        for runtime, export, quantizations, runner, size in formats:
+            for quantization in quantizations:
+                path = export(demo["weights"], scratch / runtime, variant=variant, classes=10, image_size=image_size,
+                              quantization=quantization,
+                              calibration_images=calibration if quantization == "int8" else None)
+                record(f"{runtime}_{quantization}", score(runner(path), held_out_images, held_out_labels, reference,
+                                                          size(path)))
         # Keras' own int8: the pointwise and head Dense layers, weights per channel, activations on the fly.
         model.quantize("int8")
         record("keras_int8", score(lambda image: model.predict_on_batch(image[None]), held_out_images,
