@@ -85,7 +85,8 @@ def jax_block_table(batch_size=8, image_size=224, dims=(96, 192, 384, 768)):
             return jnp.sum(block.stateless_call(weights, [], x, training=True)[0] ** 2)
 
         kernel = jnp.asarray(rng.normal(size=(7, 7, width, 1)).astype("float32"))
-        dw_loss = lambda k, x: jnp.sum(shift_and_add_with_fast_gradient(x, k) ** 2)  # noqa: E731
+        bias = jnp.zeros((width,), "float32")
+        dw_loss = lambda k, x: jnp.sum(shift_and_add_with_fast_gradient(x, k, bias) ** 2)  # noqa: E731
         block_forward, block_grad = jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1)))
         dw_forward, dw_grad = jax.jit(dw_loss), jax.jit(jax.grad(dw_loss, argnums=(0, 1)))
         cells = [_median_ms(lambda f=f: f(weights, x)) for f in (block_forward, block_grad)]
