@@ -225,6 +225,7 @@ def test_two_jax_processes_on_127_0_0_1_train_like_one_device(initial_weights, s
 
 
 @pytest.mark.large
+@pytest.mark.once  # each backend's engine runs the train CLI's test above; pretrain's own part is writing once
 @pytest.mark.skipif((os.cpu_count() or 1) < 2 and BACKEND == "torch", reason="two gloo processes need two cores")
 def test_pretrain_cli_on_several_devices_writes_once(tmp_path):
     from helpers.image_folders import write_image_folder

@@ -19,6 +19,7 @@ SMALL = ["--variant", "convnextv2_atto", "--image-size", "64", "--batch-size", "
 
 
 @pytest.mark.large  # two fits (~45 s on TensorFlow); the fast tier's test_fcmae.py fits the same model
+@pytest.mark.once  # on every backend: FCMAE's fit (test_fcmae) and the train CLI's (test_train_cli)
 def test_pretrain_writes_the_run_and_train_fine_tunes_its_encoder(tmp_path, capsys):
     data = write_image_folder(tmp_path / "unlabelled" / "nested", per_class=3, size=72)
     run = tmp_path / "run"

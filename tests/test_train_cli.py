@@ -98,6 +98,7 @@ def test_evaluating_the_run_folder_means_its_model_keras(trained_run, tmp_path):
 
 
 @pytest.mark.large
+@pytest.mark.once  # the CLI's defaults learning; fit on every backend is test_training's
 def test_training_learns_a_simple_folder(tmp_path):
     data = write_image_folder(tmp_path / "data", per_class=12)
     assert main(["train", str(data), *SMALL, "--epochs", "6", "--no-rand-augment", "--random-erasing", "0",
@@ -121,6 +122,7 @@ def _wait_for_backup(output, process, epoch, timeout=400):
 
 
 @pytest.mark.large
+@pytest.mark.once  # the kill and resume are the run's bookkeeping; the backup itself is test_training's, on every backend
 def test_a_run_killed_after_an_epoch_resumes_and_runs_only_the_remaining_epochs(tmp_path):
     data = write_image_folder(tmp_path / "data")
     output = tmp_path / "run"
