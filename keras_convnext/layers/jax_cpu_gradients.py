@@ -89,7 +89,9 @@ def gelu_with_cpu_gradient(x):
 
     def backward(x, grad):
         x32 = x.astype("float32")
-        derivative = 0.5 * (1.0 + jax.lax.erf(x32 * 0.7071067811865476)) + x32 * jnp.exp(-0.5 * x32 * x32) * (
+        # Φ(x) as 1 - Φ(-x) (erf is odd): with the forward's own erf(x/√2), XLA would share it with the forward,
+        # which then writes erf's whole tensor and reads it back for the product instead of one fused pass.
+        derivative = 0.5 * (1.0 - jax.lax.erf(x32 * -0.7071067811865476)) + x32 * jnp.exp(-0.5 * x32 * x32) * (
             0.3989422804014327
         )
         return ((grad.astype("float32") * derivative).astype(x.dtype),)
