@@ -160,6 +160,10 @@ def test_every_fast_path_of_the_backend_gives_the_portable_outputs_and_gradients
     block = kc.ConvNeXtBlock(layer_scale_init_value=0.5, name="b")
     cases = [(keras.Sequential([keras.Input((9, 8, 6)), block]), rng.normal(size=(2, 9, 8, 6)))]
     perturb(block, scale=0.3)
+    if kind == "dense":  # the stem's and the downsamplings' convs, whose stride is their kernel, are products too
+        stem_and_downsample = keras.Sequential([keras.Input((18, 17, 3)), kc.ConvNeXtStem(8, name="stem"),
+                                                kc.ConvNeXtDownsample(12, name="down")])
+        cases.append((perturb(stem_and_downsample, scale=0.3), rng.normal(size=(2, 18, 17, 3))))
     if kind == "depthwise":
         for data_format, shape in (("channels_last", (2, 9, 8, 6)), ("channels_first", (2, 6, 9, 8))):
             layer = kc.DepthwiseConv(5, data_format=data_format)

@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_convnext.layers.fast_paths import is_plain_kernel_layer
+from keras_convnext.layers import jax_cpu_gradients
+from keras_convnext.layers.fast_paths import fast_path, is_plain_kernel_layer
 
 DATA_FORMATS = ("channels_last", "channels_first")
 
@@ -41,12 +42,21 @@ def strided_conv(conv, inputs):
     ``tf.function`` graphs transpose around the conv and are right; so on TensorFlow a channels_first conv runs here on
     channels-last data with the layer's own kernel and bias, as those graphs do.
 
+    On JAX on a CPU (the ``dense`` path ``jax_cpu_gradient``), a channels-last conv whose stride equals its kernel
+    runs as a matrix product over patches (``jax_cpu_gradients.patchify_conv_with_cpu_gradient``).
+
     Example:
         >>> import numpy as np
         >>> conv = keras.layers.Conv2D(4, 2, strides=2, data_format="channels_first")
         >>> tuple(strided_conv(conv, np.ones((1, 3, 8, 8), "float32")).shape)
         (1, 4, 4, 4)
     """
+    if _runs_as_patch_product(conv, inputs):
+        if not conv.built:
+            conv.build(tuple(inputs.shape))
+        dtype = conv.compute_dtype
+        return jax_cpu_gradients.patchify_conv_with_cpu_gradient(
+            keras.ops.cast(inputs, dtype), keras.ops.cast(conv.kernel, dtype), keras.ops.cast(conv.bias, dtype))
     tensorflow_channels_first = conv.data_format == "channels_first" and keras.backend.backend() == "tensorflow"
     if not tensorflow_channels_first or not is_plain_kernel_layer(conv):
         return conv(inputs)
@@ -58,6 +68,20 @@ def strided_conv(conv, inputs):
     if conv.use_bias:
         x = x + keras.ops.cast(conv.bias, conv.compute_dtype)
     return keras.ops.transpose(x, (0, 3, 1, 2))
+
+
+def _runs_as_patch_product(conv, inputs):
+    return (
+        fast_path("dense") == "jax_cpu_gradient"
+        and conv.data_format == "channels_last"
+        and tuple(conv.kernel_size) == tuple(conv.strides)
+        and conv.padding == "valid"
+        and conv.use_bias
+        and tuple(conv.dilation_rate) == (1, 1)
+        and conv.groups == 1
+        and None not in inputs.shape[1:]
+        and is_plain_kernel_layer(conv)
+    )
 
 
 def halve_mask(visible, data_format):
