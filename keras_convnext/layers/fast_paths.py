@@ -3,8 +3,8 @@
 A fast path computes the same function as the portable ``keras.ops`` code, with the same weights and config,
 and is tested against it; it exists because the portable code is slow on that backend:
 
-- ``depthwise``: JAX on CPU runs a grouped convolution one group at a time (``"shift_and_add"`` instead, with a
-  gradient written for the CPU); torch gets its bias fused into ``F.conv2d`` (``"torch_conv2d"``).
+- ``depthwise``: JAX on CPU runs a grouped convolution one group at a time (``"shift_and_add"`` instead, image by
+  image, with a gradient written for the CPU); torch gets its bias fused into ``F.conv2d`` (``"torch_conv2d"``).
   ``"shift_and_add_autodiff"`` (JAX, never chosen by default) is the same forward with JAX's own gradient, for
   accelerators, where the CPU gradient's loop over image rows would serialise. ``"pallas"`` (JAX, never chosen by
   default, channels-last only) is the conv and its bias as one Pallas kernel for a GPU (``pallas_depthwise``), run
@@ -12,7 +12,8 @@ and is tested against it; it exists because the portable code is slow on that ba
 - ``layer_norm``: torch's fused ``F.layer_norm`` (``"torch_layer_norm"``) instead of ten elementwise passes; on JAX
   on CPU the portable forward with a hand-written gradient (``"jax_cpu_gradient"``, see ``jax_cpu_gradients``).
 - ``dense``: torch's ``F.linear`` (``"torch_linear"``), one ``addmm`` with the bias fused; on JAX on CPU the
-  block's pointwise layers and LayerScale with hand-written gradients (``"jax_cpu_gradient"``).
+  block's pointwise layers and LayerScale with hand-written gradients, and the stem's and downsamplings' convs as
+  matrix products over patches (``"jax_cpu_gradient"``).
 - ``fused_mlp``: in torch inference on CPU, the block's MLP as two oneDNN kernels with GELU, LayerScale and the
   residual add fused in (``"torch_onednn"``; see ``torch_onednn_block``).
 - ``gelu``: torch's own exact GELU (``"backend_gelu"``); on JAX on CPU the erf form with its derivative written out
