@@ -75,13 +75,13 @@ def depthwise_kernel_gradient(inputs, output_gradient, kernel_size, data_format=
         if channels_last:  # rows of (width, channels)
             window = jax.lax.dynamic_slice(padded, (image, row, 0, 0), (1, kernel_size, width + 2 * pad, channels))[0]
             grad_row = jax.lax.dynamic_slice(output_gradient, (image, row, 0, 0), (1, 1, width, channels))[0, 0]
-            sums = [(window[i, j : j + width] * grad_row).sum(axis=0, dtype="float32") for i, j in offsets]
-            sums.append(grad_row.sum(axis=0, dtype="float32"))
+            shifted, width_axis = (lambda i, j: window[i, j : j + width]), 0
         else:
             window = jax.lax.dynamic_slice(padded, (image, 0, row, 0), (1, channels, kernel_size, width + 2 * pad))[0]
             grad_row = jax.lax.dynamic_slice(output_gradient, (image, 0, row, 0), (1, channels, 1, width))[0, :, 0]
-            sums = [(window[:, i, j : j + width] * grad_row).sum(axis=1, dtype="float32") for i, j in offsets]
-            sums.append(grad_row.sum(axis=1, dtype="float32"))
+            shifted, width_axis = (lambda i, j: window[:, i, j : j + width]), 1
+        sums = [(shifted(i, j) * grad_row).sum(axis=width_axis, dtype="float32") for i, j in offsets]
+        sums.append(grad_row.sum(axis=width_axis, dtype="float32"))
         return total + jnp.stack(sums), None
 
     zeros = jnp.zeros((kernel_size * kernel_size + 1, channels), "float32")
@@ -176,11 +176,12 @@ class DepthwiseConv(keras.layers.Layer):
         path = fast_path("depthwise")
         if path == "torch_conv2d":
             return self._torch_conv2d(inputs, kernel, bias)
-        if path == "pallas" and self.axis == -1 and None not in inputs.shape[1:]:
+        static_shape = None not in inputs.shape[1:]
+        if path == "pallas" and self.axis == -1 and static_shape:
             return pallas_depthwise(inputs, kernel, bias, interpret=runs_in_interpreter())
-        if path == "shift_and_add" and None not in inputs.shape[1:]:
+        if path == "shift_and_add" and static_shape:
             return shift_and_add_with_fast_gradient(inputs, kernel, bias, self.data_format)
-        if path == "shift_and_add_autodiff" and None not in inputs.shape[1:]:
+        if path == "shift_and_add_autodiff" and static_shape:
             x = shift_and_add_depthwise(inputs, kernel, self.data_format)
         else:
             x = ops.depthwise_conv(inputs, kernel, strides=1, padding="same", data_format=self.data_format)
